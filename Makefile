@@ -1,0 +1,42 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Both create .venv/ if
+# missing and are idempotent (the install re-runs only when pyproject.toml changes).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TORCH_VERSION := 2.13.0
+# torch build: `pip install torch==2.13.0` takes the registry's default build, which is
+# the CUDA build on Linux (and a machine's local CPU wheel where pip's find-links has
+# one). Another build: `make TORCH_INDEX=https://download.pytorch.org/whl/cu126 ...`
+# (or .../whl/cpu for a CPU-only machine without a local wheel).
+TORCH_INDEX ?=
+PIP_TORCH_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+
+.PHONY: venv demo test lint format mlflow-ui mlflow-server clean-demo
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if command -v nvidia-smi >/dev/null 2>&1; then echo "GPU found: installing the CUDA build of torch $(TORCH_VERSION)"; \
+	 else echo "no GPU found: installing torch $(TORCH_VERSION) (CPU wheel where one is available locally)"; fi
+	$(BIN)/pip install -q torch==$(TORCH_VERSION) $(PIP_TORCH_ARGS)
+	$(BIN)/pip install -q -e ".[dev]"
+	@touch $@
+
+demo: venv
+	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
+
+test: venv
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+MLFLOW_URI ?= sqlite:///$(CURDIR)/mlflow.db
+mlflow-ui: venv
+	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_URI)" --host 127.0.0.1 --port 5000
