@@ -40,6 +40,7 @@ class PathsParams:
     metrics: str
     per_image: str
     per_scene_type: str
+    error_by_depth: str
     predictions: str
     report_md: str
     report_html: str
