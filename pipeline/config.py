@@ -116,7 +116,12 @@ class LossParams:
     smoothness: float = 0.001
 
     def validate(self, prefix: str) -> None:
-        _check(0 <= self.lam <= 1, f"{prefix}.lambda", "a number in [0, 1] (0 = L2 on log depth, 1 = fully scale-invariant)", self.lam)
+        _check(
+            0 <= self.lam <= 1,
+            f"{prefix}.lambda",
+            "a number in [0, 1] (0 = L2 on log depth, 1 = fully scale-invariant)",
+            self.lam,
+        )
         _check(self.smoothness >= 0, f"{prefix}.smoothness", "a number >= 0", self.smoothness)
 
 
@@ -161,7 +166,12 @@ class EvalParams:
 
     def validate(self, prefix: str) -> None:
         _check(self.min_depth > 0, f"{prefix}.min_depth", "metres > 0", self.min_depth)
-        _check(self.max_depth > self.min_depth, f"{prefix}.max_depth", f"metres > eval.min_depth ({self.min_depth})", self.max_depth)
+        _check(
+            self.max_depth > self.min_depth,
+            f"{prefix}.max_depth",
+            f"metres > eval.min_depth ({self.min_depth})",
+            self.max_depth,
+        )
         _check(self.batch_size >= 1, f"{prefix}.batch_size", "an integer >= 1", self.batch_size)
         _check(self.n_examples >= 0, f"{prefix}.n_examples", "an integer >= 0", self.n_examples)
 
