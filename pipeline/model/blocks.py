@@ -1,0 +1,80 @@
+"""U-Net building blocks: a double conv, one encoder level (down) and one decoder level (up)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NORMS = ("batch", "group", "none")
+ACTIVATIONS = ("relu", "gelu", "silu")
+
+# GroupNorm groups: 8 is the usual choice for narrow conv nets (Wu & He use 32 for
+# ResNets with >= 64 channels); gcd keeps it a divisor of any channel count.
+_MAX_GROUPS = 8
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """A normalisation layer over `channels` feature maps (`batch | group | none`)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(channels, _MAX_GROUPS), channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; allowed: {' | '.join(NORMS)}")
+
+
+def make_activation(kind: str) -> nn.Module:
+    """A pointwise non-linearity (`relu | gelu | silu`)."""
+    layers = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+    if kind not in layers:
+        raise ValueError(f"unknown activation {kind!r}; allowed: {' | '.join(ACTIVATIONS)}")
+    return layers[kind](inplace=True) if kind != "gelu" else nn.GELU()
+
+
+class DoubleConv(nn.Sequential):
+    """(3x3 conv -> norm -> activation) x 2, at constant resolution."""
+
+    def __init__(self, c_in: int, c_out: int, norm: str, activation: str) -> None:
+        # A conv bias right before a norm layer is cancelled by the norm's mean subtraction.
+        bias = norm == "none"
+        super().__init__(
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias),
+            make_norm(norm, c_out),
+            make_activation(activation),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=bias),
+            make_norm(norm, c_out),
+            make_activation(activation),
+        )
+
+
+class Down(nn.Sequential):
+    """One encoder level: 2x2 max-pool, then a double conv (C -> C_out at half resolution).
+
+    Max-pooling (as in the original U-Net) keeps the strongest edge response, which
+    matters for depth discontinuities, and costs no parameters.
+    """
+
+    def __init__(self, c_in: int, c_out: int, norm: str, activation: str) -> None:
+        super().__init__(nn.MaxPool2d(2), DoubleConv(c_in, c_out, norm, activation))
+
+
+class Up(nn.Module):
+    """One decoder level: bilinear 2x upsampling, concatenation with the skip, double conv.
+
+    Bilinear upsampling plus convs avoids the checkerboard artefacts of transposed
+    convolutions (Odena et al., 2016), which show up as grid patterns in depth maps.
+    """
+
+    def __init__(self, c_in: int, c_skip: int, c_out: int, norm: str, activation: str) -> None:
+        super().__init__()
+        self.conv = DoubleConv(c_in + c_skip, c_out, norm, activation)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        # Upsample to the skip's exact size rather than by 2, so odd sizes (floored by
+        # the max-pool) still line up instead of failing in torch.cat.
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)  # (B, C_in, H, W)
+        return self.conv(torch.cat([x, skip], dim=1))  # (B, C_out, H, W)
