@@ -33,7 +33,7 @@ if [ -z "$(git rev-parse --verify -q HEAD 2>/dev/null)" ]; then
 fi
 
 # Create the MLflow store and experiment once, before any stage writes to it.
-python -m pipeline.tracking init || echo "make demo: MLflow store not initialised; continuing without it" >&2
+python -c "from pipeline.config import load_params; from pipeline import tracking; tracking.init_store(load_params(), '.')" || echo "make demo: MLflow store not initialised; continuing without it" >&2
 
 args=()
 for kv in "${DEMO_SET[@]}"; do args+=(-S "$kv"); done

@@ -47,9 +47,10 @@ def fetch(
         dest: output path; nothing unverified is ever written there.
         sha256: expected SHA-256 hex digest; "" = don't verify (a warning logs the observed one).
         size: expected size in bytes; 0 = don't check.
-        retries: retries after transient failures (connection errors, timeouts, 5xx,
-            truncated transfers); the wait doubles from `backoff_s`. An attempt that made
-            progress resets the count, so a flaky link still finishes a large file.
+        retries: consecutive retries after transient failures (connection errors, timeouts,
+            5xx, truncated transfers) that made no progress; the wait doubles from
+            `backoff_s`. A failed attempt that did add bytes starts the count afresh, so a
+            flaky link still finishes a large file. 0 = a single attempt.
         backoff_s: first wait between attempts, in seconds.
         timeout_s: socket timeout for connecting and for each read.
 
@@ -174,14 +175,16 @@ def _fetch_http(url: str, dest: Path, sha256: str, size: int, retries: int, back
             transfer(opener, url, part, size, timeout_s)
             break
         except PermanentError as e:
-            raise _error(url, sha256, size, str(e), "check data.url (or download the file by hand and point data.url at it)") from None
+            todo = "check data.url (or download the file by hand and point data.url at it)"
+            raise _error(url, sha256, size, str(e), todo) from None
         except TransientError as e:
-            failures = 0 if part.length > before else failures + 1
+            # Consecutive failures without progress; one that moved the file forward counts as the first.
+            failures = 1 if part.length > before else failures + 1
             if failures > retries:
                 todo = "check the network and proxy settings (http_proxy/https_proxy/no_proxy) and run it again"
                 raise _error(url, sha256, size, f"{e}; gave up after {retries} retries", todo) from None
-            delay = min(backoff_s * 2 ** max(failures - 1, 0), MAX_BACKOFF_S)
-            log.warning("%s: %s; retry %d/%d in %.1f s", url, e, max(failures, 1), retries, delay)
+            delay = min(backoff_s * 2 ** (failures - 1), MAX_BACKOFF_S)
+            log.warning("%s: %s; retry %d/%d in %.1f s", url, e, failures, retries, delay)
             time.sleep(delay)
     _finish(part, dest, url, sha256, size)
 
