@@ -40,3 +40,14 @@ format: venv
 MLFLOW_URI ?= sqlite:///$(CURDIR)/mlflow.db
 mlflow-ui: venv
 	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_URI)" --host 127.0.0.1 --port 5000
+
+# A shared tracking server: database backend + proxied artifacts, on 127.0.0.1 unless
+# MLFLOW_HOST says otherwise. Point runs at it with MLFLOW_TRACKING_URI=http://HOST:PORT.
+# PostgreSQL: make mlflow-server MLFLOW_BACKEND=postgresql://user@host/db (credentials via ~/.pgpass).
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5001
+MLFLOW_BACKEND ?= sqlite:///$(CURDIR)/mlflow-server.db
+MLFLOW_ARTIFACTS ?= $(CURDIR)/mlartifacts-server
+mlflow-server: venv
+	$(BIN)/mlflow server --backend-store-uri "$(MLFLOW_BACKEND)" --artifacts-destination "$(MLFLOW_ARTIFACTS)" \
+	  --serve-artifacts --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)

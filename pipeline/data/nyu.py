@@ -35,7 +35,7 @@ def _open_hdf5(path: Path) -> h5py.File:
             head = fh.read(128)
         kind = "a MATLAB v5 MAT-file" if head.startswith(b"MATLAB 5.0") else "not HDF5"
         raise PipelineError(
-            f"{path}: is not MATLAB v7.3/HDF5 ({kind}); the NYUDv2 labeled file is v7.3 — {_REDOWNLOAD}"
+            f"{path}: is not MATLAB v7.3/HDF5 ({kind}); the NYUDv2 labeled file is v7.3; {_REDOWNLOAD}"
         )
     try:
         return h5py.File(path, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
@@ -47,25 +47,25 @@ def _validate(f: h5py.File, path: Path) -> int:
     """Checks keys, shapes and dtypes; returns the number of frames."""
     for key in (*_FRAME_SHAPES, *_CELLS):
         if key not in f or not isinstance(f[key], h5py.Dataset):
-            raise PipelineError(f"{path}: missing dataset '{key}'; this is not NYUDv2's labeled file — {_REDOWNLOAD}")
+            raise PipelineError(f"{path}: missing dataset '{key}'; this is not NYUDv2's labeled file; {_REDOWNLOAD}")
     n = f["images"].shape[0] if f["images"].ndim == 4 else -1
     for key, frame_shape in _FRAME_SHAPES.items():
         ds = f[key]
         if ds.shape != (n, *frame_shape):
             raise PipelineError(
                 f"{path}: '{key}' has shape {ds.shape}; expected ({n if n >= 0 else 'N'}, "
-                f"{', '.join(map(str, frame_shape))}) (MATLAB's {HEIGHT}x{WIDTH} frames) — {_REDOWNLOAD}"
+                f"{', '.join(map(str, frame_shape))}) (MATLAB's {HEIGHT}x{WIDTH} frames); {_REDOWNLOAD}"
             )
         ok = ds.dtype == np.uint8 if key == "images" else ds.dtype.kind == "f"
         if not ok:
             want = "uint8" if key == "images" else "float (metres)"
-            raise PipelineError(f"{path}: '{key}' has dtype {ds.dtype}; expected {want} — {_REDOWNLOAD}")
+            raise PipelineError(f"{path}: '{key}' has dtype {ds.dtype}; expected {want}; {_REDOWNLOAD}")
     for key in _CELLS:
         ds = f[key]
         if h5py.check_dtype(ref=ds.dtype) is not h5py.Reference or ds.size != n:
             raise PipelineError(
                 f"{path}: '{key}' is {ds.dtype} with shape {ds.shape}; expected a MATLAB cell array "
-                f"of {n} strings (object references) — {_REDOWNLOAD}"
+                f"of {n} strings (object references); {_REDOWNLOAD}"
             )
     return n
 
@@ -75,12 +75,12 @@ def _decode_char(f: h5py.File, ref: h5py.Reference, path: Path, key: str) -> str
     try:
         ds = f[ref]
     except (ValueError, KeyError):
-        raise PipelineError(f"{path}: '{key}' holds a dangling reference — {_REDOWNLOAD}") from None
+        raise PipelineError(f"{path}: '{key}' holds a dangling reference; {_REDOWNLOAD}") from None
     if ds.attrs.get("MATLAB_empty", 0):
         return ""
     codes = np.asarray(ds[()]).ravel()
     if codes.dtype.kind not in "ui":
-        raise PipelineError(f"{path}: '{key}' entry is {codes.dtype}, not a MATLAB char array — {_REDOWNLOAD}")
+        raise PipelineError(f"{path}: '{key}' entry is {codes.dtype}, not a MATLAB char array; {_REDOWNLOAD}")
     return codes.astype("<u2").tobytes().decode("utf-16-le", errors="replace")
 
 
@@ -105,6 +105,10 @@ class NyuLabeled:
     def scene(self, i: int) -> str:
         """Scene name of frame i (e.g. "kitchen_0004")."""
         return _decode_char(self._f, self._f["scenes"][()].ravel()[i], self.path, "scenes")
+
+    def scene_type(self, i: int) -> str:
+        """Scene type of frame i (e.g. "kitchen")."""
+        return _decode_char(self._f, self._f["sceneTypes"][()].ravel()[i], self.path, "sceneTypes")
 
     def scenes(self) -> list[str]:
         """Scene names of all frames (small: one short string per frame)."""
@@ -131,7 +135,7 @@ class NyuLabeled:
         if scene is None:
             scene = self.scene(i)
         if scene_type is None:
-            scene_type = _decode_char(self._f, self._f["sceneTypes"][()].ravel()[i], self.path, "sceneTypes")
+            scene_type = self.scene_type(i)
         # Contiguous copies: the transposes are views with MATLAB's strides.
         return Frame(np.ascontiguousarray(rgb), np.ascontiguousarray(depth), np.ascontiguousarray(raw),
                      scene, scene_type)  # fmt: skip
@@ -149,10 +153,10 @@ class NyuLabeled:
 
 def _split_array(mat: dict, key: str, path: Path, n_images: int) -> np.ndarray:
     if key not in mat:
-        raise PipelineError(f"{path}: missing '{key}'; this is not NYUDv2's splits.mat — {_REDOWNLOAD}")
+        raise PipelineError(f"{path}: missing '{key}'; this is not NYUDv2's splits.mat; {_REDOWNLOAD}")
     arr = np.asarray(mat[key])
     if arr.size == 0 or arr.ndim > 2 or min(arr.shape) != 1:
-        raise PipelineError(f"{path}: '{key}' has shape {arr.shape}; expected a non-empty (N,1) vector — {_REDOWNLOAD}")
+        raise PipelineError(f"{path}: '{key}' has shape {arr.shape}; expected a non-empty (N,1) vector; {_REDOWNLOAD}")
     arr = arr.ravel()
     # MATLAB often saves indices as double; accept those only if every value is whole.
     if arr.dtype.kind not in "ui" and not (arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0)):
@@ -162,7 +166,7 @@ def _split_array(mat: dict, key: str, path: Path, n_images: int) -> np.ndarray:
     if bad.size:
         raise PipelineError(
             f"{path}: '{key}' has indices out of 1..{n_images} (e.g. {bad[0]}); "
-            "splits.mat does not match the labeled file — re-download both"
+            "splits.mat does not match the labeled file; re-download both"
         )
     if np.unique(arr).size != arr.size:
         raise PipelineError(f"{path}: '{key}' lists some image twice; re-download splits.mat")
@@ -182,7 +186,7 @@ def read_splits(path: str | Path, n_images: int) -> tuple[np.ndarray, np.ndarray
     try:
         mat = scipy.io.loadmat(path)
     except (ValueError, NotImplementedError, TypeError, OSError) as e:
-        raise PipelineError(f"{path}: not a readable MATLAB v5 MAT-file ({e}) — {_REDOWNLOAD}") from None
+        raise PipelineError(f"{path}: not a readable MATLAB v5 MAT-file ({e}); {_REDOWNLOAD}") from None
     train = _split_array(mat, "trainNdxs", path, n_images)
     test = _split_array(mat, "testNdxs", path, n_images)
     both = np.intersect1d(train, test)
