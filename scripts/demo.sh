@@ -35,8 +35,10 @@ fi
 # Create the MLflow store and experiment once, before any stage writes to it.
 python -c "from pipeline.config import load_params; from pipeline import tracking; tracking.init_store(load_params(), '.')" || echo "make demo: MLflow store not initialised; continuing without it" >&2
 
+# DEMO_EXTRA: more overrides, space-separated (the tests use it to shrink the demo further).
+read -ra extra <<< "${DEMO_EXTRA:-}"
 args=()
-for kv in "${DEMO_SET[@]}"; do args+=(-S "$kv"); done
+for kv in "${DEMO_SET[@]}" "${extra[@]}"; do args+=(-S "$kv"); done
 echo "make demo: running experiment '$name' (dvc exp run ${args[*]})"
 dvc exp run -n "$name" "${args[@]}"
 

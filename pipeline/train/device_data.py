@@ -1,0 +1,138 @@
+"""The training data held on the device, batched and augmented there.
+
+The processed train split is small (795 images at 240x320 is ~180 MB as uint8), so it
+is copied to the device once; every step then only gathers rows of a tensor already
+there and augments them with batched tensor ops. No loader, no host-device copy and
+no per-image Python in the step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.data.datasets import read_split
+from pipeline.train.distributed import DistContext
+
+# ITU-R BT.601 luma weights, for contrast and saturation around the grey image.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class DeviceSplit:
+    """A whole split on one device."""
+
+    rgb: torch.Tensor  # (N, 3, H, W) uint8
+    depth: torch.Tensor  # (N, 1, H, W) float32 metres (filled)
+
+    def __len__(self) -> int:
+        return self.rgb.shape[0]
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return self.rgb.shape[-2], self.rgb.shape[-1]
+
+
+def to_device_split(rgb: torch.Tensor, depth: torch.Tensor, device: torch.device) -> DeviceSplit:
+    """From host tensors rgb (N, H, W, 3) uint8 and depth (N, H, W) metres."""
+    rgb = rgb.permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
+    return DeviceSplit(rgb=rgb.to(device), depth=depth.unsqueeze(1).float().to(device))
+
+
+def load_split_to_device(path: str | Path, device: torch.device) -> DeviceSplit:
+    """Reads a processed split file (train or val) and keeps rgb and filled depth on `device`."""
+    arrays = read_split(path)
+    return to_device_split(torch.from_numpy(arrays.rgb), torch.from_numpy(arrays.depth), device)
+
+
+def epoch_batches(n: int, batch_size: int, ctx: DistContext, gen: torch.Generator) -> torch.Tensor:
+    """This rank's image indices for one epoch, (steps, batch_size), on the generator's device.
+
+    Every rank draws the same permutation (same generator seed) and takes its own
+    column of each global batch, so the ranks see disjoint images. The remainder that
+    does not fill a global batch is dropped: BatchNorm needs more than one image, and
+    equal step counts keep DDP's ranks in lockstep.
+    """
+    global_batch = batch_size * ctx.world_size
+    steps = n // global_batch
+    perm = torch.randperm(n, generator=gen, device=gen.device)  # (N,)
+    return perm[: steps * global_batch].view(steps, ctx.world_size, batch_size)[:, ctx.rank]
+
+
+def gather_batch(split: DeviceSplit, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows `idx` as (rgb (B, 3, H, W) float in [0, 1], depth (B, 1, H, W) metres)."""
+    rgb = split.rgb.index_select(0, idx).float().div_(255.0)
+    return rgb, split.depth.index_select(0, idx)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of the random augmentation (NYU-style: mild, geometry-consistent)."""
+
+    max_scale: float = 1.25  # zoom in by up to 25%; more loses too much of a 240x320 view
+    flip_p: float = 0.5
+    brightness: float = 0.2  # factor drawn from [1 - b, 1 + b]
+    contrast: float = 0.2
+    saturation: float = 0.2
+    channel_swap_p: float = 0.5  # colour statistics differ between scenes; depth does not depend on hue
+
+
+def _geometry(
+    rgb: torch.Tensor, depth: torch.Tensor, u: torch.Tensor, cfg: AugmentConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random flip + zoom-in crop, as one affine resampling of the batch."""
+    B = rgb.shape[0]
+    s = 1.0 + (cfg.max_scale - 1.0) * u[:, 0]  # (B,) zoom factor >= 1
+    sign = torch.where(u[:, 1] < cfg.flip_p, -1.0, 1.0)  # (B,) mirror x
+    slack = 1.0 - 1.0 / s  # how far the crop centre may move and stay inside the image
+    theta = torch.zeros(B, 2, 3, device=rgb.device)
+    theta[:, 0, 0] = sign / s
+    theta[:, 1, 1] = 1.0 / s
+    theta[:, 0, 2] = (2 * u[:, 2] - 1) * slack
+    theta[:, 1, 2] = (2 * u[:, 3] - 1) * slack
+    grid = F.affine_grid(theta, list(depth.shape), align_corners=False)  # (B, H, W, 2)
+    rgb = F.grid_sample(rgb, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # Nearest for depth: interpolating across an occlusion edge would invent depths
+    # that exist nowhere in the scene.
+    depth = F.grid_sample(depth, grid, mode="nearest", padding_mode="border", align_corners=False)
+    # Zooming in by s makes every object s times larger on screen, which is what the
+    # camera would see from s times closer (apparent size ~ 1/distance): divide the
+    # depth by s so that the image and its depth still describe the same geometry.
+    return rgb, depth / s.view(B, 1, 1, 1)
+
+
+def _colour(rgb: torch.Tensor, u: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """Random brightness, contrast, saturation and channel permutation, per image."""
+    B = rgb.shape[0]
+    luma = torch.tensor(_LUMA, device=rgb.device).view(1, 3, 1, 1)
+
+    def factor(col: int, amount: float) -> torch.Tensor:
+        return (1.0 + amount * (2 * u[:, col] - 1)).view(B, 1, 1, 1)
+
+    rgb = rgb * factor(4, cfg.brightness)
+    grey = (rgb * luma).sum(1, keepdim=True)  # (B, 1, H, W)
+    mean = grey.mean((2, 3), keepdim=True)  # (B, 1, 1, 1)
+    rgb = (rgb - mean) * factor(5, cfg.contrast) + mean
+    grey = (grey - mean) * factor(5, cfg.contrast) + mean  # the grey of the contrast-adjusted image
+    rgb = (rgb - grey) * factor(6, cfg.saturation) + grey
+    perm = u[:, 8:11].argsort(1)  # (B, 3) a uniform random permutation per image
+    keep = torch.arange(3, device=rgb.device).expand(B, 3)
+    perm = torch.where((u[:, 7] < cfg.channel_swap_p).view(B, 1), perm, keep)
+    rgb = rgb.gather(1, perm.view(B, 3, 1, 1).expand_as(rgb))
+    return rgb.clamp_(0.0, 1.0)
+
+
+def augment(
+    rgb: torch.Tensor, depth: torch.Tensor, gen: torch.Generator, cfg: AugmentConfig = AugmentConfig()
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augments a batch on its device: rgb (B, 3, H, W) in [0, 1], depth (B, 1, H, W) metres.
+
+    All random numbers of the batch come from one draw of `gen` (seeded, on the
+    same device), so the augmentation is reproducible and costs one kernel for RNG.
+    """
+    u = torch.rand(rgb.shape[0], 11, generator=gen, device=rgb.device)  # (B, 11) uniforms
+    rgb, depth = _geometry(rgb, depth, u, cfg)
+    return _colour(rgb, u, cfg), depth

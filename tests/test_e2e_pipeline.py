@@ -1,0 +1,130 @@
+"""End to end: DVC experiments on tiny synthetic data, matched by MLflow runs.
+
+Each test works on a fresh copy of the repository in tmp_path, with the MLflow store
+inside it (the default `sqlite:///<repo>/mlflow.db`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from e2e_helpers import TINY_SET, clone_project, project_env, run, set_args
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+
+def _exp_records(show_json: list) -> dict[str, dict]:
+    """Experiment name -> its `data` block (params, metrics), from `dvc exp show --json`."""
+    found: dict[str, dict] = {}
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("name") and isinstance(node.get("data"), dict) and "params" in node["data"]:
+                found[node["name"]] = node["data"]
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(show_json)
+    return found
+
+
+def _params_and_metrics(data: dict) -> tuple[dict, dict]:
+    params = data["params"]["params.yaml"]["data"]
+    metrics = data["metrics"]["reports/metrics.json"]["data"]
+    return params, metrics
+
+
+def _mlflow_runs(repo: Path) -> dict[str, object]:
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo}/mlflow.db")
+    exp = client.get_experiment_by_name("nyu-depth-unet")
+    assert exp is not None, "the MLflow experiment was not created"
+    runs = client.search_runs([exp.experiment_id])
+    return {r.info.run_name: r for r in runs}, client
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    return clone_project(tmp_path / "proj")
+
+
+def test_two_experiments_show_in_dvc_and_mlflow(repo: Path):
+    for name, lam in (("lam-zero", "0"), ("lam-one", "1")):
+        run(["dvc", "exp", "run", "-n", name, *set_args([*TINY_SET, f"loss.lambda={lam}"])], repo)
+
+    records = _exp_records(json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout))
+    for name, lam in (("lam-zero", 0), ("lam-one", 1)):
+        assert name in records, f"{name} missing from dvc exp show: {sorted(records)}"
+        params, metrics = _params_and_metrics(records[name])
+        assert params["loss"]["lambda"] == lam
+        for key in ("delta1", "abs_rel", "rmse", "silog"):
+            assert 0 <= metrics[key] < float("inf")
+        assert set(metrics["baseline"]) >= {"delta1", "abs_rel"}
+
+    runs, client = _mlflow_runs(repo)
+    for name, lam in (("lam-zero", "0"), ("lam-one", "1")):
+        assert name in runs, f"no MLflow run named {name}: {sorted(runs)}"
+        r = runs[name]
+        assert float(r.data.params["loss.lambda"]) == float(lam)
+        assert "abs_rel" in r.data.metrics
+        history = client.get_metric_history(r.info.run_id, "val_abs_rel")
+        assert sorted(m.step for m in history) == [1, 2]
+        artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert {"report.html", "metrics.json", "model"} <= artifacts, artifacts
+
+
+def test_eval_param_change_reruns_only_evaluate_and_report(repo: Path):
+    run(["dvc", "exp", "run", *set_args(TINY_SET)], repo)
+    assert json.loads(run(["dvc", "status", "--json"], repo).stdout) == {}
+    params = (repo / "params.yaml").read_text().replace("crop: eigen", "crop: none")
+    (repo / "params.yaml").write_text(params)
+    dry = run(["dvc", "repro", "--dry"], repo).stdout
+    assert "Running stage 'evaluate'" in dry and "Running stage 'report'" in dry
+    for stage in ("download", "preprocess", "train"):
+        assert f"Running stage '{stage}'" not in dry, dry
+
+
+def test_queued_pair_with_two_workers_loses_nothing(repo: Path):
+    env = project_env(repo)
+    run(["python", "-c", "from pipeline.config import load_params; from pipeline import tracking; "
+         "tracking.init_store(load_params(), '.')"], repo, env)  # fmt: skip
+    names = ["q-lam-025", "q-lam-075"]
+    for name, lam in zip(names, ("0.25", "0.75"), strict=True):
+        run(["dvc", "exp", "run", "--queue", "-n", name, *set_args([*TINY_SET, f"loss.lambda={lam}"])], repo, env)
+    run(["dvc", "queue", "start", "-j", "2"], repo, env)
+    deadline = time.time() + 480
+    while time.time() < deadline:
+        status = run(["dvc", "queue", "status"], repo, env).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    status = run(["dvc", "queue", "status"], repo, env).stdout
+    assert "Failed" not in status, status
+    records = _exp_records(json.loads(run(["dvc", "exp", "show", "--json"], repo, env).stdout))
+    runs, client = _mlflow_runs(repo)
+    for name in names:
+        assert name in records, f"{name} missing: {status}"
+        _, metrics = _params_and_metrics(records[name])
+        assert metrics["abs_rel"] > 0 and metrics["mlflow_run_id"]
+        assert name in runs and "abs_rel" in runs[name].data.metrics
+        assert {"report.html", "metrics.json"} <= {a.path for a in client.list_artifacts(runs[name].info.run_id)}
+
+
+def test_make_demo_is_an_experiment_and_leaves_params_alone(repo: Path):
+    before = {f: (repo / f).read_bytes() for f in ("params.yaml", "dvc.yaml")}
+    env = project_env(repo, DEMO_EXTRA=" ".join(TINY_SET))
+    out = run(["bash", "scripts/demo.sh"], repo, env).stdout
+    assert "reports/report.html" in out
+    assert {f: (repo / f).read_bytes() for f in before} == before
+    assert (repo / "reports" / "report.html").stat().st_size > 0
+    records = _exp_records(json.loads(run(["dvc", "exp", "show", "--json"], repo, env).stdout))
+    demo = [n for n in records if n.startswith("demo-")]
+    assert demo, sorted(records)
+    params, _ = _params_and_metrics(records[demo[0]])
+    assert params["data"]["source"] == "synthetic"
