@@ -52,7 +52,9 @@ def _assert_one_line_naming(err: ParamsError, key: str) -> None:
     assert key in msg, msg
 
 
-WRONG_TYPES = st.one_of(st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=1))
+WRONG_TYPES = st.one_of(
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=1)
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
