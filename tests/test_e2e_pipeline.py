@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_helpers import TINY_SET, clone_project, project_env, run, set_args
 from mlflow.tracking import MlflowClient
+
+from tests.e2e_helpers import TINY_SET, clone_project, project_env, run, set_args
 
 pytestmark = pytest.mark.slow
 
