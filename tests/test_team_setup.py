@@ -1,0 +1,85 @@
+"""Team set-up against real servers on 127.0.0.1: DVC remote on S3 (moto), a shared MLflow server."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e_helpers import TINY_SET, clone_project, git, project_env, run, set_args
+from tests.servers import mlflow_server, s3_server
+
+pytestmark = pytest.mark.slow
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def test_push_then_fresh_clone_pulls_and_has_nothing_to_do(tmp_path: Path):
+    repo = clone_project(tmp_path / "proj")
+    with s3_server(tmp_path) as endpoint:
+        env = project_env(repo, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db", **S3_ENV)
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint, **_boto_kwargs()).create_bucket(Bucket="lab-dvc")
+        # The three commands a lab runs (README "Team set-up"), endpoint added for the local server.
+        run(["dvc", "remote", "add", "-d", "storage", "s3://lab-dvc/nyu-depth"], repo, env)
+        run(["dvc", "remote", "modify", "storage", "endpointurl", endpoint], repo, env)
+        run(["dvc", "exp", "run", *set_args(TINY_SET)], repo, env)
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "tiny run")
+        run(["dvc", "push"], repo, env)
+
+        fresh = tmp_path / "fresh"
+        git(tmp_path, "clone", "-q", str(repo), str(fresh))
+        env_fresh = project_env(fresh, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow2.db", **S3_ENV)
+        run(["dvc", "pull"], fresh, env_fresh)
+    assert (fresh / "models" / "model.pt").stat().st_size > 0
+    assert (fresh / "data" / "processed" / "test.h5").exists()
+    assert json.loads(run(["dvc", "status", "--json"], fresh, env_fresh).stdout) == {}
+    out = run(["dvc", "repro"], fresh, env_fresh).stdout
+    assert "Running stage" not in out, out
+    shown = run(["dvc", "exp", "show", "--json"], fresh, env_fresh).stdout
+    assert '"abs_rel"' in shown and '"delta1"' in shown
+
+
+def _boto_kwargs() -> dict[str, str]:
+    return {
+        "aws_access_key_id": S3_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": S3_ENV["AWS_SECRET_ACCESS_KEY"],
+        "region_name": S3_ENV["AWS_DEFAULT_REGION"],
+    }
+
+
+def _rest(url: str, path: str, body: dict) -> dict:
+    req = urllib.request.Request(
+        f"{url}/api/2.0/mlflow/{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_pipeline_logs_to_a_shared_mlflow_server(tmp_path: Path):
+    repo = clone_project(tmp_path / "proj")
+    secret = "s3cr3t-pass-word"
+    with mlflow_server(tmp_path) as url:
+        env = project_env(
+            repo, MLFLOW_TRACKING_URI=url, MLFLOW_TRACKING_USERNAME="alice", MLFLOW_TRACKING_PASSWORD=secret
+        )
+        proc = run(["dvc", "exp", "run", "-n", "on-server", *set_args(TINY_SET)], repo, env)
+        found = _rest(url, "experiments/search", {"max_results": 10})
+        exp = next(e for e in found["experiments"] if e["name"] == "nyu-depth-unet")
+        runs = _rest(url, "runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
+        named = [r for r in runs if r["info"]["run_name"] == "on-server"]
+        assert len(named) == 1, [r["info"]["run_name"] for r in runs]
+        data = named[0]["data"]
+        metrics = {m["key"] for m in data["metrics"]}
+        params = {p["key"]: p["value"] for p in data["params"]}
+        assert {"abs_rel", "delta1", "val_abs_rel"} <= metrics
+        assert params["loss.lambda"] == "0.5"
+    # Credentials only ever come from the environment: never in params, tags, files or logs.
+    everything = json.dumps(named[0]) + proc.stdout + proc.stderr
+    for f in ["models/mlflow_run.json", "reports/metrics.json", "reports/report.html", "reports/report.md"]:
+        everything += (repo / f).read_text()
+    assert secret not in everything and "alice" not in json.dumps(data)
