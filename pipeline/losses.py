@@ -27,7 +27,8 @@ def valid_mask(target: torch.Tensor) -> torch.Tensor:
 def _check_lam(lam: float) -> None:
     if not 0 <= lam <= 1:
         raise ParamsError(
-            f"params: 'loss.lambda' is {lam!r}; allowed: a number in [0, 1] (0 = L2 on log depth, 1 = fully scale-invariant)"
+            f"params: 'loss.lambda' is {lam!r}; "
+            "allowed: a number in [0, 1] (0 = L2 on log depth, 1 = fully scale-invariant)"
         )
 
 
@@ -63,7 +64,8 @@ def scale_invariant_loss(
     _check_lam(lam)
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
-    p, t = _flat(pred).float(), _flat(target).float()  # (B, N); float32 even under autocast
+    dtype = torch.promote_types(pred.dtype, torch.float32)  # at least float32, even under autocast
+    p, t = _flat(pred).to(dtype), _flat(target).to(dtype)  # (B, N)
     valid = valid_mask(t)
     if mask is not None:
         valid = valid & _flat(mask).bool()
@@ -113,8 +115,9 @@ class DepthLoss:
             return scale_invariant_loss(pred, target, self.lam)
         loss = scale_invariant_loss(pred, target, 0.0)  # l2: L2 on log depth
         if self.name == "l2_smooth":
-            log_pred = torch.log(pred.float().reshape(pred.shape[0], 1, *pred.shape[-2:]))  # (B, 1, H, W)
-            loss = loss + self.smoothness * edge_aware_smoothness(log_pred, image.float())
+            dtype = torch.promote_types(pred.dtype, torch.float32)
+            log_pred = torch.log(pred.to(dtype).reshape(pred.shape[0], 1, *pred.shape[-2:]))  # (B, 1, H, W)
+            loss = loss + self.smoothness * edge_aware_smoothness(log_pred, image.to(dtype))
         return loss
 
 

@@ -41,7 +41,9 @@ def eigen_crop_bounds(h: int, w: int) -> tuple[int, int, int, int]:
     return scale(top, h, 480), scale(bottom, h, 480), scale(left, w, 640), scale(right, w, 640)
 
 
-def eval_mask(gt: torch.Tensor | np.ndarray, min_depth: float, max_depth: float, crop: str) -> torch.Tensor | np.ndarray:
+def eval_mask(
+    gt: torch.Tensor | np.ndarray, min_depth: float, max_depth: float, crop: str
+) -> torch.Tensor | np.ndarray:
     """Evaluation mask: finite min_depth < gt < max_depth, inside the crop.
 
     Args:
@@ -55,7 +57,7 @@ def eval_mask(gt: torch.Tensor | np.ndarray, min_depth: float, max_depth: float,
     if crop not in CROPS:
         raise ParamsError(f"params: 'eval.crop' is {crop!r}; allowed: {' | '.join(CROPS)}")
     is_numpy = isinstance(gt, np.ndarray)
-    g = torch.from_numpy(gt) if is_numpy else gt
+    g = torch.from_numpy(np.ascontiguousarray(gt)) if is_numpy else gt  # flipped views have negative strides
     mask = torch.isfinite(g) & (g > min_depth) & (g < max_depth)
     if crop == "eigen":
         top, bottom, left, right = eigen_crop_bounds(*g.shape[-2:])

@@ -123,7 +123,7 @@ def test_unreachable_host(tmp_path: Path) -> None:
     assert "cannot connect" in msg and url in msg and "proxy" in msg and "make demo" in msg
 
 
-def test_checksum_mismatch_deletes_the_part(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_checksum_mismatch_deletes_the_part(tmp_path: Path) -> None:
     dest, wrong = tmp_path / "labeled.mat", "0" * 64
     with serve() as srv, pytest.raises(PipelineError) as info:
         fetch(srv.url("/labeled.mat"), dest, sha256=wrong, **FAST)

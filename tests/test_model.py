@@ -54,9 +54,14 @@ def test_decoder_consumes_the_encode_features(monkeypatch: pytest.MonkeyPatch) -
     net = _net().eval()
     x = _images()
     feats = net.encode(x)
-    seen = {}
-    net.ups[0].register_forward_hook(lambda mod, args, out: seen.setdefault("skip0", args[1]))
+    seen: dict[str, torch.Tensor] = {}
+
+    def hook(mod: torch.nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        seen["skip0"] = args[1]
+
+    handle = net.ups[0].register_forward_hook(hook)
     base = net(x)
+    handle.remove()
     assert torch.equal(seen["skip0"], feats[0])  # the finest skip is encode's first feature
     # Perturbing what encode returns must change the depth: forward goes through encode.
     original = net.encode
@@ -164,8 +169,10 @@ def test_checkpoint_unwraps_compiled_and_converts_numpy(tmp_path: Path) -> None:
             super().__init__()
             self._orig_mod = inner
 
-    save_model(tmp_path / "m.pt", Wrapped(net), {"val_metrics": {"rmse": np.float64(0.5)}, "arr": np.ones(2)})
+    extra = {"val_metrics": {"rmse": np.float64(0.5)}, "arr": np.ones(2), "torch_version": torch.__version__}
+    save_model(tmp_path / "m.pt", Wrapped(net), extra)
     loaded, meta = load_model(tmp_path / "m.pt")
+    assert type(meta["torch_version"]) is str and meta["torch_version"] == torch.__version__
     assert meta["val_metrics"]["rmse"] == 0.5 and isinstance(meta["val_metrics"]["rmse"], float)
     assert torch.equal(meta["arr"], torch.ones(2, dtype=torch.float64))
     with pytest.raises(TypeError, match="extra 'bad'"):

@@ -141,7 +141,10 @@ def _fetch_local(src: Path, dest: Path, url: str, sha256: str, size: int) -> Non
     with atomic_path(dest) as tmp:
         tmp.unlink(missing_ok=True)  # a stale temp file might be a link to src: never write into it
         try:
-            os.link(src, tmp)  # no copy of 3 GB; the source itself is never opened for writing
+            # No copy of 3 GB, and the source is never opened for writing. Caveat: sharing the
+            # inode means a later `chmod` of the output (DVC makes its cache files read-only)
+            # also applies to the source; its contents are never touched.
+            os.link(src, tmp)
             how, observed = "hard-linked", sha256_file(tmp)
         except OSError:  # another filesystem, or links not permitted: copy instead
             how, observed = "copied", _copy_hashing(src, tmp)

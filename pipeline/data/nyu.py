@@ -34,9 +34,7 @@ def _open_hdf5(path: Path) -> h5py.File:
         with open(path, "rb") as fh:
             head = fh.read(128)
         kind = "a MATLAB v5 MAT-file" if head.startswith(b"MATLAB 5.0") else "not HDF5"
-        raise PipelineError(
-            f"{path}: is not MATLAB v7.3/HDF5 ({kind}); the NYUDv2 labeled file is v7.3; {_REDOWNLOAD}"
-        )
+        raise PipelineError(f"{path}: is not MATLAB v7.3/HDF5 ({kind}); the NYUDv2 labeled file is v7.3; {_REDOWNLOAD}")
     try:
         return h5py.File(path, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
     except OSError as e:

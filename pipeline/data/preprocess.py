@@ -81,7 +81,7 @@ def resize_nearest(depth: np.ndarray, height: int, width: int) -> np.ndarray:
     and keeps holes exactly 0.
     """
     H, W = depth.shape
-    if (H, W) == (height, width):
+    if (height, width) == (H, W):
         return depth
     rows = np.minimum(((np.arange(height) + 0.5) * (H / height)).astype(np.int64), H - 1)
     cols = np.minimum(((np.arange(width) + 0.5) * (W / width)).astype(np.int64), W - 1)
@@ -131,6 +131,20 @@ def _write_split(
     return lo, hi
 
 
+def _remove_stale_staging(out_dir: Path) -> None:
+    """Removes staging folders left by runs that were killed (-9) and whose process is gone."""
+    for p in out_dir.parent.glob(f".{out_dir.name}.*.*"):
+        pid = p.name.removeprefix(f".{out_dir.name}.").split(".")[0]
+        if not pid.isdigit() or p.suffix not in (".tmp", ".old"):
+            continue
+        try:
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, owned by someone else
+
+
 @contextlib.contextmanager
 def staged_dir(out_dir: Path) -> Iterator[Path]:
     """Yields an empty temporary folder beside `out_dir`; swaps it in if the block succeeds.
@@ -141,6 +155,7 @@ def staged_dir(out_dir: Path) -> Iterator[Path]:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
     old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
+    _remove_stale_staging(out_dir)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:

@@ -25,10 +25,15 @@ _RESERVED = ("state_dict", "model_config", "rgb_mean", "rgb_std", "format_versio
 
 def _plain(obj: Any, key: str) -> Any:
     """`obj` with numpy values turned into Python/torch ones; raises on anything unpicklable safely."""
-    if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor)):
-        return obj
-    if isinstance(obj, np.generic):
+    if isinstance(obj, np.generic):  # before float: np.float64 subclasses float
         return obj.item()
+    if obj is None or isinstance(obj, torch.Tensor):
+        return obj
+    # Subclasses (torch.__version__ is a TorchVersion(str), IntEnum...) pickle by class name,
+    # which weights_only loading refuses: store the exact built-in type.
+    for base in (bool, int, float, str):
+        if isinstance(obj, base):
+            return base(obj)
     if isinstance(obj, np.ndarray):
         return torch.from_numpy(obj.copy())
     if isinstance(obj, (list, tuple)):

@@ -1,0 +1,108 @@
+"""Builds the whole report and puts it in place atomically; logs it to the MLflow run.
+
+Atomicity: every input is read and every figure drawn (into a hidden temporary folder
+beside `figures_dir`) before anything at an output path changes. Only then are the
+figures folder swapped in by rename and report.md / report.html renamed onto their
+paths, so a report killed or failing half-way leaves the previous report untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Params
+from pipeline.io import atomic_path
+from pipeline.report import figures
+from pipeline.report.context import collect_provenance
+from pipeline.report.document import CURVES, DEPTH, GRID, SCENES, build_document, report_title
+from pipeline.report.inputs import ReportInputs, ReportPaths, load_inputs
+from pipeline.report.render import render_html, render_markdown
+
+log = logging.getLogger("pipeline")
+
+
+def write_figures(inputs: ReportInputs, folder: Path) -> list[Path]:
+    """Draws every figure into `folder`; returns the PNG paths (no grid when no examples were kept)."""
+    m = inputs.metrics
+    # Call through the module so a test can make one figure fail half-way.
+    drawn = {CURVES: figures.plot_training_curves(inputs.train_log)}
+    if len(inputs.predictions["index"]):
+        drawn[GRID] = figures.plot_qualitative_grid(
+            inputs.predictions, float(m["protocol"]["max_depth"]), str(m["protocol"]["crop"]), inputs.per_image
+        )
+    drawn[SCENES] = figures.plot_scene_types(inputs.per_scene_type, m)
+    drawn[DEPTH] = figures.plot_error_by_depth(inputs.error_by_depth)
+    return [figures.save_png(fig, folder / name) for name, fig in drawn.items()]
+
+
+def _swap_dir(new: Path, dst: Path) -> None:
+    """Puts folder `new` at `dst` by renames; the old `dst` is removed only once `new` is there."""
+    old = dst.with_name(f".{dst.name}.{os.getpid()}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(new, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build_report(params: Params, repo_root: str | Path) -> dict[str, Any]:
+    """Writes report.md, report.html and the figures folder from evaluate's and train's outputs.
+
+    Args:
+        params: the pipeline params (paths, and the params shown under Provenance).
+        repo_root: the repository root; `params.paths` are relative to it.
+
+    Returns:
+        {"report_md": Path, "report_html": Path, "figures_dir": Path, "figures": [Path, ...]}.
+
+    Raises:
+        PipelineError: an input is missing or malformed (nothing is written then).
+    """
+    repo_root = Path(repo_root)
+    paths = ReportPaths.from_params(params, repo_root)
+    inputs = load_inputs(paths)
+    prov = collect_provenance(params, repo_root, inputs.metrics, inputs.run_id)
+    staging = paths.figures_dir.with_name(f".{paths.figures_dir.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        pngs = write_figures(inputs, staging)
+        blocks = build_document(inputs, params, prov, has_grid=(staging / GRID).exists())
+        title = report_title(str(inputs.metrics["source"]))
+        figures_rel = Path(os.path.relpath(paths.figures_dir, paths.report_md.parent)).as_posix()
+        markdown = render_markdown(blocks, title, figures_rel)
+        page = render_html(blocks, title, staging)
+        with atomic_path(paths.report_md) as tmp_md, atomic_path(paths.report_html) as tmp_html:
+            tmp_md.write_text(markdown, encoding="utf-8")
+            tmp_html.write_text(page, encoding="utf-8")
+            _swap_dir(staging, paths.figures_dir)  # last: on leaving the block both texts are renamed too
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("report: %s (%.1f MB), %s, %d figures", paths.report_html, len(page) / 1e6, paths.report_md, len(pngs))
+    return {
+        "report_md": paths.report_md,
+        "report_html": paths.report_html,
+        "figures_dir": paths.figures_dir,
+        "figures": [paths.figures_dir / p.name for p in pngs],
+    }
+
+
+def log_to_mlflow(params: Params, repo_root: str | Path, written: dict[str, Any]) -> None:
+    """Adds the report to train's MLflow run as artifacts under `report/`, then ends the run.
+
+    The report is the pipeline's last stage, so this is where the run is closed. Tracking
+    never fails the stage (a disabled or unreachable store is a no-op).
+    """
+    from pipeline.tracking import resume_run  # imported here: MLflow is slow to import
+
+    tracker = resume_run(params, Path(repo_root) / params.paths.run_id, repo_root)
+    try:
+        tracker.log_artifact(written["report_html"], artifact_path="report")
+        tracker.log_artifact(written["report_md"], artifact_path="report")
+        tracker.log_artifacts(written["figures_dir"], artifact_path="report/figures")
+    finally:
+        tracker.end()

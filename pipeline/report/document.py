@@ -1,0 +1,159 @@
+"""The report's content: sections of blocks, in reading order, from the checked inputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.config import Params
+from pipeline.metrics import METRIC_NAMES
+from pipeline.report import published
+from pipeline.report.context import Provenance
+from pipeline.report.figures import ERROR_VMAX
+from pipeline.report.inputs import ReportInputs
+from pipeline.report.render import Block, Bullets, FigureRef, Heading, Paragraph
+from pipeline.report.tables import (
+    error_by_depth_table,
+    headline_table,
+    key_value_table,
+    metric_label,
+    params_table,
+    scene_type_table,
+)
+
+# File names of the figures inside the figures folder.
+CURVES, GRID, SCENES, DEPTH = "training_curves.png", "qualitative.png", "scene_types.png", "error_by_depth.png"
+SOURCE_NAMES = {"nyudv2": "NYU Depth V2", "synthetic": "synthetic NYUDv2-layout scenes"}
+
+
+def report_title(source: str) -> str:
+    return f"Monocular depth estimation — {SOURCE_NAMES.get(source, source)}"
+
+
+def _resolution(res: Any) -> str:
+    if isinstance(res, (list, tuple)) and len(res) == 2:
+        return f"{res[0]}×{res[1]}"
+    return str(res).replace("x", "×")
+
+
+def protocol_text(metrics: dict[str, Any], params: Params) -> str:
+    """The evaluation protocol in words, from metrics.json (what evaluate actually did)."""
+    p = metrics["protocol"]
+    gt = {
+        "raw": "the **raw** Kinect depth (pixels without a measurement are excluded)",
+        "filled": "the **filled** (in-painted) depth of the labeled set",
+    }.get(p["gt"], f"'{p['gt']}' ground truth")
+    crop = {
+        "eigen": "inside the **Eigen crop** (rows 45–471, columns 41–601 of the 480×640 frame)",
+        "none": "over the **full frame** (no crop)",
+    }.get(p["crop"], f"with crop '{p['crop']}'")
+    tta = "with" if p["flip_tta"] else "**without**"
+    return (
+        f"Protocol: {metrics['n_images']} test images at {_resolution(p['resolution'])}, scored against {gt}, "
+        f"{crop}, {tta} horizontal-flip test-time augmentation, on ground-truth depths between "
+        f"{p['min_depth']:g} and {p['max_depth']:g} m (predictions clipped to that range). "
+        f"Metrics are computed per image, then averaged over images. The model was trained at "
+        f"{params.preprocess.height}×{params.preprocess.width}."
+    )
+
+
+def summary_section(metrics: dict[str, Any], params: Params) -> list[Block]:
+    base = metrics["baseline"]
+    lead = (
+        f"On {metrics['n_images']} test images the U-Net reaches **δ1 = {metrics['delta1']:.3f}** and "
+        f"**AbsRel = {metrics['abs_rel']:.3f}** (RMSE {metrics['rmse']:.3f} m), against δ1 = {base['delta1']:.3f} "
+        f"and AbsRel = {base['abs_rel']:.3f} (RMSE {base['rmse']:.3f} m) for a constant-depth baseline, which "
+        "predicts one depth for every pixel of every image: a model that has learnt nothing from the image."
+    )
+    wins = sum(t[0] == 0 for t in headline_table(metrics).bold)
+    verdict = f"The model beats the constant on {wins} of {len(METRIC_NAMES)} metrics."
+    return [
+        Heading("Summary"),
+        Paragraph(f"{lead} {verdict}"),
+        headline_table(metrics),
+        Paragraph(protocol_text(metrics, params)),
+    ]
+
+
+def published_section(metrics: dict[str, Any], params: Params) -> list[Block]:
+    blocks: list[Block] = [Heading("Published NYUDv2 results")]
+    if not published.is_comparable(str(metrics["source"])):
+        return blocks + [Paragraph(published.omitted_note(str(metrics["source"])))]
+    p = metrics["protocol"]
+    ours_protocol = f"{p['gt']} ground truth, {p['crop']} crop, {p['min_depth']:g}–{p['max_depth']:g} m"
+    ours_protocol += ", flip TTA" if p["flip_tta"] else ""
+    ours_training = (
+        f"the 795 labeled training images, less the validation scenes ({params.preprocess.val_fraction:.0%})"
+    )
+    intro = (
+        f"For context only — **{published.NOT_REPRODUCED}**. These models were trained on tens of thousands of "
+        "frames from NYUDv2's raw videos with large pre-trained encoders; ours sees only the labeled training "
+        "images, from scratch. Protocols also differ (raw or filled ground truth, crop), so differences of a "
+        "few hundredths are not meaningful."
+    )
+    table = published.published_table(metrics, ours_training, ours_protocol)
+    return blocks + [Paragraph(intro), table, Paragraph("References:"), Bullets(tuple(published.references()))]
+
+
+def training_section(inputs: ReportInputs) -> list[Block]:
+    log = inputs.train_log
+    val = log["val_abs_rel"]
+    text = f"{len(log)} epochs."
+    if val.notna().any():
+        best = val.idxmin()
+        text += f" Best validation AbsRel {val[best]:.3f} at epoch {int(log['epoch'][best])} (★ marks each best epoch)."
+    caption = "Loss per epoch (train vs validation) and validation metrics per epoch, from train_log.tsv."
+    return [Heading("Training"), Paragraph(text), FigureRef(CURVES, caption)]
+
+
+def examples_section(inputs: ReportInputs, has_grid: bool) -> list[Block]:
+    blocks: list[Block] = [Heading("Examples")]
+    if not has_grid:
+        return blocks + [Paragraph("No test images were kept for examples (`eval.n_examples` is 0).")]
+    p = inputs.metrics["protocol"]
+    caption = (
+        "Fixed test images, evenly spaced through the test set (predictions.npz). Ground truth and prediction "
+        "share one colour scale in metres; white = no ground truth. The error map is |pred − gt| / gt, "
+        f"saturated at {ERROR_VMAX:g}."
+    )
+    caption += " Dashed: the evaluated (Eigen crop) region." if p["crop"] == "eigen" else ""
+    return blocks + [FigureRef(GRID, caption)]
+
+
+def breakdown_sections(inputs: ReportInputs) -> list[Block]:
+    scenes = [
+        Heading("By scene type"),
+        FigureRef(
+            SCENES,
+            f"{metric_label('abs_rel')} and {metric_label('delta1')} per scene type (n = images); "
+            "dashed: mean over all test images.",
+        ),
+        scene_type_table(inputs.per_scene_type),
+    ]
+    df = inputs.error_by_depth
+    bin_m = float(df["depth_bin_hi"].iloc[0] - df["depth_bin_lo"].iloc[0])
+    depth = [
+        Heading("Error by depth"),
+        FigureRef(DEPTH, f"Error against ground-truth depth in {bin_m:g} m bins, and the valid pixels in each bin."),
+        error_by_depth_table(inputs.error_by_depth),
+    ]
+    return scenes + depth
+
+
+def provenance_section(prov: Provenance) -> list[Block]:
+    return [
+        Heading("Provenance"),
+        key_value_table(prov.facts(), "Where this report comes from."),
+        params_table(prov.params),
+    ]
+
+
+def build_document(inputs: ReportInputs, params: Params, prov: Provenance, has_grid: bool) -> list[Block]:
+    """Every section of the report, in order."""
+    return [
+        *summary_section(inputs.metrics, params),
+        *published_section(inputs.metrics, params),
+        *training_section(inputs),
+        *examples_section(inputs, has_grid),
+        *breakdown_sections(inputs),
+        *provenance_section(prov),
+    ]

@@ -1,0 +1,187 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot: no global state, no GUI).
+
+Each `plot_*` function returns a `Figure`; `save_png` writes it at a resolution that keeps
+the self-contained HTML report small (~100 dpi).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from pipeline.metrics import eigen_crop_bounds
+from pipeline.report.tables import metric_label
+
+DPI = 100
+ERROR_VMAX = 0.5  # abs rel shown up to 50%; anything worse is saturated (colour bar "extends")
+DEPTH_CMAP = "viridis"  # perceptually uniform, and its darkest colour is not black, unlike holes
+ERROR_CMAP = "inferno"
+
+
+def save_png(fig: Figure, path: Path) -> Path:
+    """Writes `fig` as a PNG (white background, `DPI`) and returns the path."""
+    fig.savefig(path, format="png", dpi=DPI, facecolor="white")
+    return path
+
+
+def _style(ax: Axes, title: str, xlabel: str = "", ylabel: str = "") -> None:
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def _plot_series(ax: Axes, x: pd.Series, y: pd.Series, label: str, best: str | None = None, **kw: Any) -> None:
+    ok = y.notna()  # validation may run every N epochs only
+    if not ok.any():
+        return
+    many = ok.sum() > 30
+    ax.plot(x[ok], y[ok], marker=None if many else "o", markersize=3, label=label, **kw)
+    if best is not None:
+        i = y[ok].idxmax() if best == "max" else y[ok].idxmin()
+        ax.plot([x[i]], [y[i]], marker="*", markersize=12, color=ax.lines[-1].get_color(), linestyle="none")
+        ax.annotate(f"{y[i]:.3f}", (x[i], y[i]), textcoords="offset points", xytext=(4, 6), fontsize=8)
+
+
+def plot_training_curves(log: pd.DataFrame) -> Figure:
+    """Loss (train vs val) and validation AbsRel, RMSE, δ1 per epoch; ★ marks each best epoch."""
+    fig = Figure(figsize=(13, 3.3), layout="constrained")
+    axes = fig.subplots(1, 4)
+    epoch = log["epoch"]
+    _plot_series(axes[0], epoch, log["train_loss"], "train")
+    _plot_series(axes[0], epoch, log["val_loss"], "validation", best="min")
+    _style(axes[0], "Loss", "epoch")
+    axes[0].legend(frameon=False)
+    for ax, name, colour in zip(axes[1:], ("abs_rel", "rmse", "delta1"), ("C2", "C3", "C4"), strict=True):
+        best = "max" if name == "delta1" else "min"
+        _plot_series(ax, epoch, log[f"val_{name}"], name, best=best, color=colour)
+        _style(ax, f"Validation {metric_label(name)}", "epoch")
+    for ax in axes:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    return fig
+
+
+def _row_label(predictions: dict[str, np.ndarray], per_image: pd.DataFrame | None, i: int) -> str:
+    label = f"{predictions['scene'][i]}\n({predictions['scene_type'][i]})"
+    if per_image is not None:
+        match = per_image.loc[per_image["index"] == int(predictions["index"][i]), "abs_rel"]
+        if len(match) and np.isfinite(match.iloc[0]):
+            label += f"\nAbsRel {match.iloc[0]:.3f}"
+    return label
+
+
+def depth_vmax(gt: np.ndarray, pred: np.ndarray, max_depth: float) -> float:
+    """Shared colour-scale top for gt and prediction: the largest valid depth shown, at most `max_depth`."""
+    valid = np.concatenate([gt[np.isfinite(gt) & (gt > 0)], pred[np.isfinite(pred)]])
+    top = float(valid.max()) if valid.size else max_depth
+    return min(top, max_depth) if top > 0 else max_depth
+
+
+def abs_rel_map(gt: np.ndarray, pred: np.ndarray) -> np.ma.MaskedArray:
+    """|pred - gt| / gt per pixel, masked where there is no ground truth (gt <= 0 or not finite)."""
+    hole = ~(np.isfinite(gt) & (gt > 0))
+    safe = np.where(hole, 1.0, gt)  # avoids 0-division warnings; those pixels are masked anyway
+    return np.ma.masked_array(np.abs(pred - safe) / safe, mask=hole)
+
+
+def _image_axes(ax: Axes) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _cmap(name: str) -> Any:
+    from matplotlib import colormaps
+
+    cmap = colormaps[name].copy()
+    cmap.set_bad(alpha=0.0)  # holes transparent: the white page shows through
+    return cmap
+
+
+def plot_qualitative_grid(
+    predictions: dict[str, np.ndarray], max_depth: float, crop: str = "none", per_image: pd.DataFrame | None = None
+) -> Figure:
+    """RGB | ground truth | prediction | abs-rel error, one row per kept test image.
+
+    Ground truth and prediction share one colour scale (0 to `depth_vmax`) and colour bar;
+    the error map has its own (0 to `ERROR_VMAX`). Ground-truth holes are transparent.
+    With `crop == "eigen"` the error map outlines the evaluated region.
+    """
+    gt, pred, rgb = predictions["gt"], predictions["pred"], predictions["rgb"]  # (K,H,W), (K,H,W), (K,H,W,3)
+    k, h, w = gt.shape
+    panel_w = 2.6  # inches per panel: 4 panels + labels fit a 11-inch-wide page at 100 dpi
+    fig = Figure(figsize=(4 * panel_w + 1.0, k * panel_w * h / w + 1.6), layout="constrained")
+    axes = np.asarray(fig.subplots(k, 4, squeeze=False))
+    vmax = depth_vmax(gt, pred, max_depth)
+    depth_cmap, err_cmap = _cmap(DEPTH_CMAP), _cmap(ERROR_CMAP)
+    for i in range(k):
+        gt_i = np.ma.masked_array(gt[i], mask=~(np.isfinite(gt[i]) & (gt[i] > 0)))
+        axes[i, 0].imshow(rgb[i])
+        im_depth = axes[i, 1].imshow(gt_i, cmap=depth_cmap, vmin=0, vmax=vmax)
+        axes[i, 2].imshow(pred[i], cmap=depth_cmap, vmin=0, vmax=vmax)
+        im_err = axes[i, 3].imshow(abs_rel_map(gt[i], pred[i]), cmap=err_cmap, vmin=0, vmax=ERROR_VMAX)
+        if crop == "eigen":
+            top, bottom, left, right = eigen_crop_bounds(h, w)
+            box = Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, ls="--", lw=1, ec="w")
+            axes[i, 3].add_patch(box)
+        for ax in axes[i]:
+            _image_axes(ax)
+        axes[i, 0].set_ylabel(_row_label(predictions, per_image, i), fontsize=9)
+    for ax, title in zip(axes[0], ("RGB", "Ground truth", "Prediction", "Abs rel error"), strict=True):
+        ax.set_title(title, fontsize=11)
+    fig.colorbar(im_depth, ax=axes[:, 1:3], location="bottom", shrink=0.7, aspect=40, label="depth (m)")
+    fig.colorbar(im_err, ax=axes[:, 3], location="bottom", extend="max", aspect=20, label="|pred − gt| / gt")
+    return fig
+
+
+def plot_scene_types(per_scene_type: pd.DataFrame, overall: dict[str, float]) -> Figure:
+    """AbsRel and δ1 per scene type (bars, with image counts), beside the all-images mean."""
+    df = per_scene_type.sort_values("abs_rel", ascending=False).reset_index(drop=True)
+    labels = [f"{t}  (n={int(n)})" for t, n in zip(df["scene_type"], df["n_images"], strict=True)]
+    fig = Figure(figsize=(10, 1.2 + 0.32 * len(df)), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, name, colour in zip(axes, ("abs_rel", "delta1"), ("C2", "C4"), strict=True):
+        ax.barh(labels, df[name], color=colour, alpha=0.85)
+        ax.axvline(overall[name], color="k", ls="--", lw=1, label="all test images")
+        _style(ax, metric_label(name))
+        ax.grid(axis="y", visible=False)
+    axes[1].set_xlim(0, 1)
+    axes[0].legend(frameon=False, loc="lower right", fontsize=8)
+    return fig
+
+
+def plot_error_by_depth(error_by_depth: pd.DataFrame) -> Figure:
+    """AbsRel and RMSE against ground-truth depth (bin centres), over the pixel count per bin."""
+    df = error_by_depth
+    centre = (df["depth_bin_lo"] + df["depth_bin_hi"]) / 2
+    width = (df["depth_bin_hi"] - df["depth_bin_lo"]) * 0.9
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
+    top.plot(centre, df["abs_rel"], "o-", color="C2", label=metric_label("abs_rel"))
+    _style(top, "Error by ground-truth depth", ylabel=metric_label("abs_rel"))
+    right = top.twinx()
+    right.plot(centre, df["rmse"], "s--", color="C3", label=f"{metric_label('rmse')} (m)")
+    right.set_ylabel(f"{metric_label('rmse')} (m)")
+    right.spines[["top"]].set_visible(False)
+    handles = top.get_lines() + right.get_lines()
+    top.legend(handles, [h.get_label() for h in handles], frameon=False, loc="upper left")
+    scale, unit = _count_unit(float(df["n_pixels"].max()))
+    bottom.bar(centre, df["n_pixels"] / scale, width=width, color="C0", alpha=0.7)
+    _style(bottom, "", "ground-truth depth (m)", f"pixels{unit}")
+    bottom.set_title("Valid test pixels per bin", fontsize=10)
+    return fig
+
+
+def _count_unit(largest: float) -> tuple[float, str]:
+    for scale, unit in ((1e6, " (millions)"), (1e3, " (thousands)")):
+        if largest >= scale:
+            return scale, unit
+    return 1.0, ""

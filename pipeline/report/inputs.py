@@ -1,0 +1,139 @@
+"""Reads and checks everything the report is made from, before anything is written.
+
+Every problem (a missing file, a missing column or key) is a `PipelineError` naming
+the file and the stage that writes it, so a report is never half-built from bad inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Params
+from pipeline.errors import PipelineError
+from pipeline.metrics import METRIC_NAMES
+
+PREDICTION_KEYS = ("index", "rgb", "gt", "pred", "scene", "scene_type")
+DEPTH_BIN_COLUMNS = ("depth_bin_lo", "depth_bin_hi", "n_pixels", "abs_rel", "rmse", "delta1")
+PROTOCOL_KEYS = ("gt", "crop", "flip_tta", "min_depth", "max_depth", "resolution")
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Absolute input and output paths of the report, from `params.paths`."""
+
+    metrics: Path
+    per_image: Path
+    per_scene_type: Path
+    error_by_depth: Path
+    predictions: Path
+    train_log: Path
+    run_id: Path
+    report_md: Path
+    report_html: Path
+    figures_dir: Path
+
+    @classmethod
+    def from_params(cls, params: Params, repo_root: Path) -> ReportPaths:
+        p = params.paths
+        names = ("metrics", "per_image", "per_scene_type", "error_by_depth", "predictions", "train_log", "run_id")
+        names += ("report_md", "report_html", "figures_dir")
+        return cls(**{n: Path(repo_root) / getattr(p, n) for n in names})
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """The evaluation and training outputs, parsed and checked."""
+
+    metrics: dict[str, Any]  # reports/metrics.json as written by evaluate
+    per_image: pd.DataFrame  # index, scene, scene_type, METRIC_NAMES
+    per_scene_type: pd.DataFrame  # scene_type, n_images, METRIC_NAMES
+    error_by_depth: pd.DataFrame  # DEPTH_BIN_COLUMNS
+    predictions: dict[str, np.ndarray]  # PREDICTION_KEYS; rgb (K, H, W, 3), gt/pred (K, H, W)
+    train_log: pd.DataFrame  # epoch, train_loss, val_loss, val_<metric>, lr, ...
+    run_id: str | None  # MLflow run id, None when tracking was off
+
+
+def _require_file(path: Path, writer: str) -> None:
+    if not path.is_file():
+        raise PipelineError(f"report: input {path} is missing; run the '{writer}' stage first (dvc repro {writer})")
+
+
+def _read_table(path: Path, writer: str, columns: tuple[str, ...], sep: str = ",") -> pd.DataFrame:
+    _require_file(path, writer)
+    try:
+        df = pd.read_csv(path, sep=sep)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise PipelineError(f"report: {path} is not a readable table ({e}); re-run '{writer}'") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise PipelineError(f"report: {path} lacks column(s) {', '.join(missing)}; re-run '{writer}'")
+    if df.empty:
+        raise PipelineError(f"report: {path} has no rows; re-run '{writer}'")
+    return df
+
+
+def _read_json(path: Path, writer: str) -> Any:
+    _require_file(path, writer)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PipelineError(f"report: {path} is not valid JSON ({e}); re-run '{writer}'") from None
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """metrics.json, checked for the nine metrics, the baseline's nine, protocol and source."""
+    m = _read_json(path, "evaluate")
+    keys = [*METRIC_NAMES, "baseline", "protocol", "source", "n_images"]
+    missing = [k for k in keys if not isinstance(m, dict) or k not in m]
+    missing += [f"baseline.{k}" for k in METRIC_NAMES if "baseline" not in missing and k not in m["baseline"]]
+    missing += [f"protocol.{k}" for k in PROTOCOL_KEYS if "protocol" not in missing and k not in m["protocol"]]
+    if missing:
+        raise PipelineError(f"report: {path} lacks key(s) {', '.join(missing)}; re-run 'evaluate'")
+    return m
+
+
+def read_predictions(path: Path) -> dict[str, np.ndarray]:
+    """predictions.npz as plain arrays (strings as str, not object: no pickle needed)."""
+    _require_file(path, "evaluate")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in PREDICTION_KEYS if k not in z.files]
+            arrays = {k: z[k] for k in PREDICTION_KEYS if k in z.files}
+    except (OSError, ValueError) as e:
+        raise PipelineError(f"report: {path} is not a readable .npz ({e}); re-run 'evaluate'") from None
+    if missing:
+        raise PipelineError(f"report: {path} lacks array(s) {', '.join(missing)}; re-run 'evaluate'")
+    k = len(arrays["index"])
+    if not (arrays["gt"].shape == arrays["pred"].shape == arrays["rgb"].shape[:-1] and arrays["gt"].shape[0] == k):
+        shapes = {n: arrays[n].shape for n in ("rgb", "gt", "pred")}
+        raise PipelineError(f"report: {path} has inconsistent shapes {shapes}; re-run 'evaluate'")
+    return arrays
+
+
+def read_run_id(path: Path) -> str | None:
+    """The MLflow run id from mlflow_run.json (null when tracking was disabled)."""
+    obj = _read_json(path, "train")
+    if not isinstance(obj, dict) or "run_id" not in obj:
+        raise PipelineError(f"report: {path} lacks key 'run_id'; re-run 'train'")
+    run_id = obj["run_id"]
+    return str(run_id) if run_id else None
+
+
+def load_inputs(paths: ReportPaths) -> ReportInputs:
+    """Reads every report input; raises `PipelineError` naming the first bad file."""
+    val_cols = tuple(f"val_{m}" for m in METRIC_NAMES)
+    return ReportInputs(
+        metrics=read_metrics(paths.metrics),
+        per_image=_read_table(paths.per_image, "evaluate", ("index", "scene", "scene_type", *METRIC_NAMES)),
+        per_scene_type=_read_table(paths.per_scene_type, "evaluate", ("scene_type", "n_images", *METRIC_NAMES)),
+        error_by_depth=_read_table(paths.error_by_depth, "evaluate", DEPTH_BIN_COLUMNS),
+        predictions=read_predictions(paths.predictions),
+        train_log=_read_table(paths.train_log, "train", ("epoch", "train_loss", "val_loss", *val_cols), sep="\t"),
+        run_id=read_run_id(paths.run_id),
+    )

@@ -1,0 +1,17 @@
+"""MLflow tracking behind one small API; MLflow is optional and never fails the pipeline.
+
+    tracker = start_run(params, repo_root)          # train
+    tracker.log_metrics_history(rows)               # per-epoch values, step = epoch
+    tracker.write_run_id(params.paths.run_id)       # evaluate and report reopen the run
+    tracker = resume_run(params, params.paths.run_id)
+
+`python -m pipeline.tracking` creates the store and experiment up front (before
+`dvc queue start -j N`), see `init_store`.
+"""
+
+from pipeline.tracking.redact import redact_uri
+from pipeline.tracking.runs import resume_run, start_run
+from pipeline.tracking.store import init_store, tracking_uri
+from pipeline.tracking.tracker import Tracker
+
+__all__ = ["Tracker", "init_store", "redact_uri", "resume_run", "start_run", "tracking_uri"]

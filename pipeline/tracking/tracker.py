@@ -1,0 +1,239 @@
+"""`Tracker`: one MLflow run addressed by its id, whose methods never fail the pipeline.
+
+We use `MlflowClient` with an explicit run id, not mlflow's fluent `mlflow.start_run()`:
+the run spans three stages (three processes) and parallel experiments, where a global
+"active run" is the wrong model. Any error from the store gives one warning, after
+which the tracker is a no-op: a store that failed once (unreachable, locked for 20 s,
+broken) would otherwise stall every later call, and tracking is never worth that.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.io import sha256_file, write_json_atomic
+from pipeline.tracking.redact import drop_secrets, redact_uri
+from pipeline.tracking.store import warn_unavailable
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+# MLflow's per-request limits for log_batch.
+MAX_PARAMS_PER_BATCH = 100
+MAX_TAGS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAM_CHARS = 6000  # longer values are rejected by the store
+MAX_TAG_CHARS = 5000
+
+MODEL_README = """\
+model.pt: the U-Net checkpoint of this run (a dict of plain types and tensors:
+`state_dict`, `model_config`, `rgb_mean`, `rgb_std`, `params`, `epoch`, `val_metrics`).
+It is not an MLflow flavour: MLflow's pt2 export would fix the input size.
+
+Load it, from a checkout of the pipeline's repository:
+
+    from pipeline.model import load_model
+    model, meta = load_model("model.pt", map_location="cpu")  # (B,3,H,W) RGB in [0,1] -> (B,1,H,W) metres
+    model.eval()
+
+Download it: mlflow artifacts download -r {run_id} -a model -d .
+sha256 of model.pt: {sha256}
+"""
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _as_float(value: Any) -> float | None:
+    """A metric value as float, or None if it is not a number (strings, None, arrays)."""
+    if value is None or isinstance(value, (str, bytes)):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class Tracker:
+    """One MLflow run. Methods never raise; a disabled or failed tracker does nothing.
+
+    Build one with `start_run` or `resume_run`; `Tracker()` is the no-op tracker.
+    """
+
+    def __init__(
+        self,
+        client: MlflowClient | None = None,
+        run_id: str | None = None,
+        experiment_id: str | None = None,
+        uri: str | None = None,
+    ) -> None:
+        self._client = client if run_id else None
+        self._run_id = run_id
+        self._experiment_id = experiment_id
+        self._uri = uri
+        self._warned = False
+
+    @property
+    def run_id(self) -> str | None:
+        """The MLflow run id, or None if no run exists (disabled or unreachable store)."""
+        return self._run_id
+
+    @property
+    def active(self) -> bool:
+        """Whether calls still reach MLflow (False once disabled or after a failure)."""
+        return self._client is not None
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Runs one MLflow call; on failure warns once and turns this tracker into a no-op."""
+        if self._client is None:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            self._client = None
+            if not self._warned:
+                self._warned = True
+                warn_unavailable(self._uri or "?", e, what)
+            return None
+
+    def _log_batch(self, what: str, **batch: list) -> None:
+        self._call(what, lambda: self._client.log_batch(self._run_id, **batch))
+
+    def log_params(self, flat: dict[str, Any]) -> None:
+        """Logs params (dotted keys), skipping secret-looking ones and ones already logged.
+
+        MLflow params are immutable: a key already logged with another value (e.g. an
+        `eval.*` param changed since train created the run) is skipped with a warning.
+        """
+        from mlflow.entities import Param
+
+        kept, dropped = drop_secrets(flat)
+        if dropped:
+            log.warning("not logging %d secret-looking param(s) to MLflow: %s", len(dropped), ", ".join(dropped))
+        values = {k: str(v)[:MAX_PARAM_CHARS] for k, v in kept.items()}
+        run = self._call("read the run's params", lambda: self._client.get_run(self._run_id))
+        if run is None:
+            return
+        existing = run.data.params
+        changed = sorted(k for k, v in values.items() if k in existing and existing[k] != v)
+        if changed:
+            log.warning("MLflow params are immutable; keeping the run's first value of: %s", ", ".join(changed))
+        new = [Param(k, v) for k, v in values.items() if k not in existing]
+        for chunk in _chunks(new, MAX_PARAMS_PER_BATCH):
+            self._log_batch("log params", params=chunk)
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Logs metrics at one step (MLflow's default step 0 when None); non-numbers are skipped."""
+        self._log_metric_rows([(step or 0, metrics)])
+
+    def log_metrics_history(self, rows: list[dict[str, Any]], step_key: str = "epoch") -> None:
+        """Logs every value of every row with `step=row[step_key]`, in as few requests as possible.
+
+        Args:
+            rows: e.g. the train log, `[{"epoch": 1, "train_loss": 0.3, "val_abs_rel": 0.2}, ...]`;
+                keys are used as metric names. A row without `step_key` uses its index.
+            step_key: the column holding the step; it is not logged as a metric.
+        """
+        self._log_metric_rows(
+            [(int(row.get(step_key, i)), {k: v for k, v in row.items() if k != step_key}) for i, row in enumerate(rows)]
+        )
+
+    def _log_metric_rows(self, rows: list[tuple[int, dict[str, Any]]]) -> None:
+        from mlflow.entities import Metric
+
+        if self._client is None:
+            return
+        now_ms = int(time.time() * 1000)
+        metrics = []
+        for step, values in rows:
+            for key, value in values.items():
+                x = _as_float(value)
+                if x is not None:  # NaN is kept: a diverged loss is worth seeing
+                    metrics.append(Metric(key, x, now_ms, step))
+        # One request per 1000 values: per-value requests take minutes on sqlite.
+        for chunk in _chunks(metrics, MAX_METRICS_PER_BATCH):
+            self._log_batch("log metrics", metrics=chunk)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """Sets run tags (values as strings); secret-looking ones are dropped."""
+        from mlflow.entities import RunTag
+
+        kept, dropped = drop_secrets(tags)
+        if dropped:
+            log.warning("not setting %d secret-looking tag(s) in MLflow: %s", len(dropped), ", ".join(dropped))
+        items = [RunTag(k, str(v)[:MAX_TAG_CHARS]) for k, v in kept.items() if v is not None]
+        for chunk in _chunks(items, MAX_TAGS_PER_BATCH):
+            self._log_batch("set tags", tags=chunk)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Copies one file into the run's artifacts (under `artifact_path` if given)."""
+        if self._client is None:
+            return
+        if not Path(path).is_file():
+            log.warning("MLflow: artifact %s is not a file; not logged", path)
+            return
+        self._call(f"log artifact {path}", self._client.log_artifact, self._run_id, str(path), artifact_path)
+
+    def log_artifacts(self, dir: str | Path, artifact_path: str | None = None) -> None:
+        """Copies a folder's contents into the run's artifacts (under `artifact_path` if given)."""
+        if self._client is None:
+            return
+        if not Path(dir).is_dir():
+            log.warning("MLflow: artifact folder %s does not exist; not logged", dir)
+            return
+        self._call(f"log artifacts {dir}", self._client.log_artifacts, self._run_id, str(dir), artifact_path)
+
+    def log_model(self, model_path: str | Path) -> None:
+        """Logs the checkpoint as `model/<name>` plus `model/README.txt` on how to load it."""
+        if self._client is None:
+            return
+        if not Path(model_path).is_file():
+            log.warning("MLflow: model %s is not a file; not logged", model_path)
+            return
+        digest = sha256_file(model_path)
+        self.log_artifact(model_path, "model")
+        with tempfile.TemporaryDirectory() as tmp:
+            readme = Path(tmp) / "README.txt"
+            readme.write_text(MODEL_README.format(run_id=self._run_id, sha256=digest))
+            self.log_artifact(readme, "model")
+        self.set_tags({"model_sha256": digest})
+
+    def write_run_id(self, path: str | Path) -> None:
+        """Writes `{"run_id", "experiment_id", "tracking_uri"}` JSON atomically (nulls when disabled).
+
+        The file is a DVC output of train, so it is written even without a run; the URI
+        has any credentials stripped. Unlike the other methods this can raise (OSError):
+        a stage that cannot write its outputs must fail.
+        """
+        write_json_atomic(
+            path,
+            {
+                "run_id": self._run_id,
+                "experiment_id": self._experiment_id,
+                "tracking_uri": redact_uri(self._uri) if self._uri else None,
+            },
+        )
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Marks the run FINISHED (or FAILED / KILLED); later calls do nothing."""
+        if self._client is not None:
+            self._call("end the run", self._client.set_terminated, self._run_id, status)
+        self._client = None
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is KeyboardInterrupt:
+            self.end("KILLED")
+        else:
+            self.end("FAILED" if exc_type else "FINISHED")

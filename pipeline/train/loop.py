@@ -1,0 +1,150 @@
+"""One training epoch and one validation pass, on data already on the device.
+
+Nothing in the step waits for the device: the loss is summed on the device and read
+back once every `SYNC_EVERY` steps (progress bar, non-finite check) and at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.errors import PipelineError
+from pipeline.losses import LossFn
+from pipeline.metrics import METRIC_NAMES, protocol_metrics_torch
+from pipeline.train.device_data import DeviceSplit, augment, gather_batch
+from pipeline.train.distributed import DistContext, all_reduce_
+
+# Host syncs per epoch = steps / SYNC_EVERY: rare enough not to stall the GPU queue,
+# frequent enough for a live progress bar and an early stop on a NaN.
+SYNC_EVERY = 10
+# Validation scores depths in (VAL_MIN_DEPTH, model.max_depth), like evaluation's default range.
+VAL_MIN_DEPTH = 1e-3
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """What a step needs. `model` is what the step calls (maybe DDP/compiled); `net` the bare UNet."""
+
+    model: nn.Module
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: LossFn
+    device: torch.device
+    amp: bool  # bf16 autocast (CUDA only)
+    channels_last: bool
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def layout(self, rgb: torch.Tensor) -> torch.Tensor:
+        return rgb.contiguous(memory_format=torch.channels_last) if self.channels_last else rgb
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    loss: float  # mean training loss over all ranks' steps
+    images: int  # images seen by all ranks
+    seconds: float
+
+
+def optimise(tr: Trainer, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """One forward, backward and optimiser step on a ready batch; returns the loss (on the device).
+
+    Args:
+        rgb: (B, 3, H, W) in [0, 1]; depth: (B, 1, H, W) metres.
+    """
+    with tr.autocast():
+        pred = tr.model(tr.layout(rgb))  # (B, 1, H, W) metres, float32
+        loss = tr.loss_fn(pred, depth, rgb)
+    tr.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    tr.optimizer.step()
+    tr.scheduler.step()
+    return loss.detach()
+
+
+def _raise_non_finite(epoch: int, step: int, steps: int) -> None:
+    raise PipelineError(
+        f"train: the loss became NaN/inf at epoch {epoch}, step {step + 1} of {steps}; "
+        "models/checkpoints/last.pt keeps the last good epoch. Lower train.lr (or set train.amp: false) and re-run"
+    )
+
+
+def train_epoch(
+    tr: Trainer, data: DeviceSplit, batches: torch.Tensor, gen: torch.Generator, ctx: DistContext,
+    epoch: int, do_augment: bool = True,
+) -> EpochStats:  # fmt: skip
+    """Runs the optimiser over this rank's `batches` (steps, B) of `data`.
+
+    Raises:
+        PipelineError: the loss is not finite (checked every `SYNC_EVERY` steps, on all ranks alike).
+    """
+    tr.model.train()
+    steps, B = batches.shape
+    dev = tr.device
+    loss_sum = torch.zeros((), device=dev)
+    first_bad = torch.full((), steps, device=dev, dtype=torch.long)  # `steps` = none yet
+    bar = tqdm(total=steps, desc=f"epoch {epoch}", unit="step", leave=False, disable=not ctx.is_main)
+    start = time.perf_counter()
+    for step in range(steps):
+        rgb, depth = gather_batch(data, batches[step])  # (B, 3, H, W), (B, 1, H, W)
+        if do_augment:
+            rgb, depth = augment(rgb, depth, gen)
+        loss = optimise(tr, rgb, depth)
+        loss_sum += loss
+        first_bad = torch.minimum(first_bad, torch.where(torch.isfinite(loss), steps, step))
+        if (step + 1) % SYNC_EVERY and step + 1 < steps:
+            continue
+        # The only host sync: sum the losses and the earliest bad step over ranks.
+        total = all_reduce_(loss_sum.clone(), ctx).item()
+        bad = int(all_reduce_(first_bad.clone(), ctx, op="min").item())
+        if bad < steps:
+            bar.close()
+            _raise_non_finite(epoch, bad, steps)
+        seen = (step + 1) * B * ctx.world_size
+        bar.update(step + 1 - bar.n)
+        bar.set_postfix(
+            loss=f"{total / ((step + 1) * ctx.world_size):.4f}", img_s=f"{seen / (time.perf_counter() - start):.1f}"
+        )
+    bar.close()
+    seconds = time.perf_counter() - start
+    return EpochStats(loss=total / (steps * ctx.world_size), images=steps * B * ctx.world_size, seconds=seconds)
+
+
+@torch.no_grad()
+def validate(tr: Trainer, data: DeviceSplit, batch_size: int, ctx: DistContext, max_depth: float) -> dict[str, float]:
+    """Validation loss and the nine metrics (per image, then averaged) on the whole split.
+
+    Each rank scores every world_size-th image; sums are reduced over ranks. Metrics
+    use the filled depth at training resolution with no crop (`eval_mask(crop="none")`).
+
+    Returns:
+        {"val_loss": float, "val_<metric>": float for every METRIC_NAME}.
+    """
+    tr.net.eval()
+    M = len(METRIC_NAMES)
+    sums = torch.zeros(2 + 2 * M, device=tr.device, dtype=torch.float64)  # loss*n, n, metric sums, metric counts
+    idx = torch.arange(ctx.rank, len(data), ctx.world_size, device=tr.device)
+    for chunk in idx.split(batch_size):
+        rgb, depth = gather_batch(data, chunk)  # (b, 3, H, W), (b, 1, H, W)
+        with tr.autocast():
+            pred = tr.net(tr.layout(rgb))  # (b, 1, H, W)
+        loss = tr.loss_fn(pred, depth, rgb)
+        per = protocol_metrics_torch(pred.float(), depth, VAL_MIN_DEPTH, max_depth, crop="none")
+        vals = torch.stack([per[k] for k in METRIC_NAMES]).double()  # (M, b); NaN: no valid pixel
+        ok = ~torch.isnan(vals)
+        sums[0] += loss.double() * len(chunk)
+        sums[1] += len(chunk)
+        sums[2 : 2 + M] += torch.where(ok, vals, 0.0).sum(1)
+        sums[2 + M :] += ok.sum(1)
+    s = all_reduce_(sums, ctx).tolist()
+    out = {"val_loss": s[0] / s[1] if s[1] else float("nan")}
+    for i, name in enumerate(METRIC_NAMES):
+        out[f"val_{name}"] = s[2 + i] / s[2 + M + i] if s[2 + M + i] else float("nan")
+    return out

@@ -1,0 +1,57 @@
+"""Optimiser and learning-rate schedule from `params.train`."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from pipeline.config import TrainParams
+
+SGD_MOMENTUM = 0.9  # the usual heavy-ball value; Nesterov for the slightly better-behaved variant
+
+
+def build_optimizer(model: nn.Module, tp: TrainParams, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW or SGD at `train.lr`, with weight decay on conv weights only.
+
+    Biases and norm scales (1-D tensors) get no decay: shrinking them towards 0 fights
+    normalisation rather than regularising (as nanoGPT and timm do).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": tp.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    if tp.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=tp.lr, momentum=SGD_MOMENTUM, nesterov=True)
+    # The fused CUDA kernel updates every tensor in one launch.
+    return torch.optim.AdamW(groups, lr=tp.lr, fused=device.type == "cuda")
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:
+    """Multiplier of `train.lr` at optimiser step `step` (0-based).
+
+    Linear warm-up from lr/warmup_steps to lr (early Adam steps on a fresh network
+    are large and noisy), then constant or a half-cosine decay to 0 at the last step.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, tp: TrainParams, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-step schedule (stepped after every optimiser step, not every epoch)."""
+    warmup = tp.warmup_epochs * steps_per_epoch
+    total = tp.epochs * steps_per_epoch
+
+    # A plain function, so LambdaLR's state_dict holds no callable (weights_only loads it).
+    def factor(step: int) -> float:
+        return lr_factor(step, warmup, total, tp.schedule)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,40 @@
+"""`reports/train_log.tsv`: one row per epoch, rewritten whole (atomically) after each epoch.
+
+Rewriting from the rows kept in the resume checkpoint, rather than appending, means
+an interrupted and resumed run has neither duplicate nor missing epochs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from pipeline.io import write_text_atomic
+from pipeline.metrics import METRIC_NAMES
+
+COLUMNS = ("epoch", "train_loss", "val_loss", *(f"val_{m}" for m in METRIC_NAMES), "lr", "images_per_s", "seconds")
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""  # not validated this epoch (train.val_every > 1)
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def format_train_log(rows: list[dict[str, Any]]) -> str:
+    """The TSV text: a header of `COLUMNS`, then one line per row."""
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w.writerow(COLUMNS)
+    for row in rows:
+        w.writerow([_cell(row.get(c)) for c in COLUMNS])
+    return buf.getvalue()
+
+
+def write_train_log(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Writes every epoch's row to `path` atomically."""
+    write_text_atomic(path, format_train_log(rows))

@@ -1,0 +1,299 @@
+"""Report stage: files, self-containment, content, atomicity, clean errors, MLflow hand-off.
+
+Inputs are generated here in the documented formats (docs/ARCHITECTURE.md), so these
+tests do not depend on running train/evaluate.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from pipeline.config import Params, params_from_dict
+from pipeline.errors import PipelineError
+from pipeline.metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from pipeline.report import build_report, figures, log_to_mlflow
+from pipeline.report.published import NOT_REPRODUCED, PUBLISHED
+from pipeline.report.render import markdown_table
+from pipeline.report.tables import Table, fmt
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENE_TYPES = ("bedroom", "kitchen", "living_room")
+
+
+def make_params(source: str = "synthetic") -> Params:
+    """The repo's params.yaml with `data.source` set; paths stay relative (to tmp_path in tests)."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["data"]["source"] = source
+    return params_from_dict(raw)
+
+
+def _metrics(rng: np.random.Generator, worse: float = 1.0) -> dict[str, float]:
+    """Plausible metric values; `worse` > 1 degrades every one in its own direction."""
+    out = {}
+    for name in METRIC_NAMES:
+        v = float(rng.uniform(0.5, 0.95)) if name in HIGHER_IS_BETTER else float(rng.uniform(0.05, 1.5))
+        out[name] = v / worse if name in HIGHER_IS_BETTER else v * worse
+    return out
+
+
+def _frames(rng: np.random.Generator, k: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows = np.linspace(0, 1, h, dtype=np.float32)[:, None]
+    gt = np.broadcast_to(1.0 + 6.0 * (1.0 - rows) ** 2, (k, h, w)).copy()  # (K, H, W) metres
+    gt[rng.random(gt.shape) < 0.1] = 0.0  # Kinect holes
+    pred = np.clip(gt * rng.uniform(0.85, 1.15, gt.shape), 0.5, 10).astype(np.float32)
+    pred[gt == 0] = 3.0
+    rgb = np.clip(255 * (1.5 / np.maximum(gt, 1))[..., None] * [1.0, 0.9, 0.8], 0, 255).astype(np.uint8)
+    return rgb, gt.astype(np.float32), pred
+
+
+def write_inputs(root: Path, params: Params, k: int = 3, size: tuple[int, int] = (48, 64), seed: int = 0) -> dict:
+    """Writes every report input under `root` in the documented formats; returns metrics.json's content."""
+    rng = np.random.default_rng(seed)
+    p = params.paths
+    for rel in (p.metrics, p.run_id):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        **_metrics(rng),
+        "baseline": _metrics(rng, worse=2.0),
+        "n_images": 12,
+        "protocol": {"gt": "raw", "crop": "eigen", "flip_tta": False, "min_depth": 0.001, "max_depth": 10.0,
+                     "resolution": [480, 640]},
+        "source": params.data.source,
+        "mlflow_run_id": "abc123",
+        "device": "cpu (test)",
+    }  # fmt: skip
+    (root / p.metrics).write_text(json.dumps(metrics))
+    scene_type = [SCENE_TYPES[i % 3] for i in range(12)]
+    per_image = pd.DataFrame({"index": np.arange(1, 13), "scene": [f"{t}_{i:04d}" for i, t in enumerate(scene_type)],
+                              "scene_type": scene_type, **{m: [_metrics(rng)[m] for _ in range(12)] for m in METRIC_NAMES}})  # fmt: skip
+    per_image.to_csv(root / p.per_image, index=False)
+    per_scene = per_image.groupby("scene_type")[list(METRIC_NAMES)].mean().reset_index()
+    per_scene.insert(1, "n_images", per_image.groupby("scene_type").size().to_numpy())
+    per_scene.to_csv(root / p.per_scene_type, index=False)
+    lo = np.arange(0, 10, 0.5)
+    bins = pd.DataFrame({"depth_bin_lo": lo, "depth_bin_hi": lo + 0.5, "n_pixels": rng.integers(0, 50_000, lo.size)})
+    for m in ("abs_rel", "rmse", "delta1"):
+        bins[m] = rng.uniform(0.05, 0.9, lo.size)
+    bins.to_csv(root / p.error_by_depth, index=False)
+    rgb, gt, pred = _frames(rng, k, *size)
+    idx = np.linspace(1, 12, k).astype(np.int64)
+    np.savez(root / p.predictions, index=idx, rgb=rgb, gt=gt, pred=pred,
+             scene=per_image["scene"].to_numpy(str)[idx - 1], scene_type=np.array(scene_type, dtype=str)[idx - 1])  # fmt: skip
+    epochs = np.arange(1, 7)
+    log = {"epoch": epochs, "train_loss": 1 / epochs, "val_loss": 1.2 / epochs + 0.05}
+    log.update({f"val_{m}": [_metrics(rng)[m] for _ in epochs] for m in METRIC_NAMES})
+    log.update({"lr": 1e-3, "images_per_s": 50.0, "seconds": 3.0})
+    pd.DataFrame(log).to_csv(root / p.train_log, sep="\t", index=False)
+    (root / p.run_id).write_text(json.dumps({"run_id": None, "experiment_id": None, "tracking_uri": None}))
+    return metrics
+
+
+class _Resources(HTMLParser):
+    """Collects tags and every src/href in an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.urls += [v or "" for k, v in attrs if k in ("src", "href")]
+
+
+def _outputs(root: Path, params: Params) -> dict[str, bytes | list[str]]:
+    p = params.paths
+    figs = root / p.figures_dir
+    snap: dict[str, bytes | list[str]] = {"figures": sorted(f.name for f in figs.iterdir()) if figs.exists() else []}
+    for rel in (p.report_md, p.report_html):
+        snap[rel] = (root / rel).read_bytes() if (root / rel).exists() else b""
+    for f in snap["figures"]:
+        snap[f] = (figs / f).read_bytes()
+    return snap
+
+
+def _leftovers(root: Path, params: Params) -> list[str]:
+    """Temporary files/folders (hidden names) left beside the outputs."""
+    return [f.name for f in (root / params.paths.reports_dir).iterdir() if f.name.startswith(".")]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Params, dict, dict]:
+    root = tmp_path_factory.mktemp("report")
+    params = make_params("nyudv2")
+    metrics = write_inputs(root, params)
+    return root, params, metrics, build_report(params, root)
+
+
+def test_report_files_exist_and_are_self_contained(built):
+    root, params, _, written = built
+    page = written["report_html"].read_text(encoding="utf-8")
+    parser = _Resources()
+    parser.feed(page)
+    assert "table" in parser.tags and "script" not in parser.tags and "link" not in parser.tags
+    images = [u for u in parser.urls if u.startswith("data:image/png;base64,")]
+    assert len(images) == 4  # curves, grid, scene types, error by depth
+    png = Image.open(io.BytesIO(base64.b64decode(images[0].split(",", 1)[1])))
+    png.verify()
+    assert png.format == "PNG"
+    external = [u for u in parser.urls if not (u.startswith("data:") or u.startswith("#"))]
+    assert external == [], f"the report loads external resources: {external}"
+    assert not re.search(r"url\(\s*['\"]?https?:", page), "CSS must not load anything remote"
+    assert sorted(p.name for p in written["figures"]) == sorted(f.name for f in written["figures_dir"].iterdir())
+    assert _leftovers(root, params) == []
+
+
+def test_markdown_links_every_figure_relatively(built):
+    _, _, _, written = built
+    md = written["report_md"].read_text(encoding="utf-8")
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert sorted(links) == sorted(f"figures/{p.name}" for p in written["figures"])
+    for link in links:
+        assert (written["report_md"].parent / link).is_file()
+        Image.open(written["report_md"].parent / link).verify()
+
+
+def test_headline_table_shows_model_and_baseline_values(built):
+    _, _, metrics, written = built
+    md = written["report_md"].read_text(encoding="utf-8")
+    for row_name, values in (("U-Net (this pipeline)", metrics), ("Constant-depth baseline", metrics["baseline"])):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {row_name} |"))
+        cells = [c.strip().strip("*") for c in row.strip("|").split("|")][1:]
+        assert cells == [fmt(values[m]) for m in METRIC_NAMES]
+    html = written["report_html"].read_text(encoding="utf-8")
+    for m in METRIC_NAMES:
+        assert fmt(metrics[m]) in html and fmt(metrics["baseline"][m]) in html
+
+
+def test_published_results_shown_for_nyudv2(built):
+    _, _, _, written = built
+    for path in (written["report_md"], written["report_html"]):
+        text = path.read_text(encoding="utf-8")
+        assert NOT_REPRODUCED in text
+        for r in PUBLISHED:
+            assert r.citation in text and f"{r.metrics['delta1']:.3f}" in text
+
+
+def test_published_results_omitted_for_synthetic(tmp_path):
+    params = make_params("synthetic")
+    write_inputs(tmp_path, params, k=1)
+    written = build_report(params, tmp_path)
+    for path in (written["report_md"], written["report_html"]):
+        text = path.read_text(encoding="utf-8")
+        assert NOT_REPRODUCED not in text
+        assert not any(r.citation in text for r in PUBLISHED)
+        assert "not comparable" in text
+
+
+def test_no_examples_kept_still_builds(tmp_path):
+    params = make_params()
+    write_inputs(tmp_path, params, k=0)
+    written = build_report(params, tmp_path)
+    assert len(written["figures"]) == 3
+    assert "eval.n_examples" in written["report_md"].read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", ["metrics", "per_image", "per_scene_type", "error_by_depth", "predictions", "train_log", "run_id"])  # fmt: skip
+def test_missing_input_is_a_clear_error_and_writes_nothing(tmp_path, name):
+    params = make_params()
+    write_inputs(tmp_path, params, k=1)
+    missing = tmp_path / getattr(params.paths, name)
+    missing.unlink()
+    with pytest.raises(PipelineError, match=re.escape(str(missing))):
+        build_report(params, tmp_path)
+    snap = _outputs(tmp_path, params)
+    assert snap == {"figures": [], params.paths.report_md: b"", params.paths.report_html: b""}
+    assert _leftovers(tmp_path, params) == []
+
+
+def test_malformed_metrics_name_the_key(tmp_path):
+    params = make_params()
+    metrics = write_inputs(tmp_path, params, k=1)
+    del metrics["baseline"]["rmse"]
+    (tmp_path / params.paths.metrics).write_text(json.dumps(metrics))
+    with pytest.raises(PipelineError, match=r"metrics\.json lacks key\(s\) baseline\.rmse"):
+        build_report(params, tmp_path)
+
+
+def test_failure_half_way_keeps_the_previous_report(tmp_path, monkeypatch):
+    params = make_params()
+    write_inputs(tmp_path, params, k=1, seed=1)
+    build_report(params, tmp_path)
+    before = _outputs(tmp_path, params)
+    write_inputs(tmp_path, params, k=1, seed=2)  # new numbers: a finished rebuild would change the report
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("figure failed")
+
+    monkeypatch.setattr(figures, "plot_error_by_depth", boom)
+    with pytest.raises(RuntimeError, match="figure failed"):
+        build_report(params, tmp_path)
+    assert _outputs(tmp_path, params) == before
+    assert _leftovers(tmp_path, params) == []
+    monkeypatch.undo()
+    build_report(params, tmp_path)  # and a good rebuild does replace it
+    after = _outputs(tmp_path, params)
+    assert after["figures"] == before["figures"]
+    assert after[params.paths.report_md] != before[params.paths.report_md]
+    assert _leftovers(tmp_path, params) == []
+
+
+def test_abs_rel_map_masks_holes_and_is_exact_elsewhere():
+    gt = np.array([[2.0, 0.0], [4.0, np.nan]], dtype=np.float32)
+    pred = np.array([[3.0, 5.0], [2.0, 1.0]], dtype=np.float32)
+    err = figures.abs_rel_map(gt, pred)
+    assert err.mask.tolist() == [[False, True], [False, True]]
+    np.testing.assert_allclose(err.compressed(), [0.5, 0.5])
+
+
+def test_depth_colour_scale_is_shared_and_capped():
+    gt = np.array([[0.0, 3.0]], dtype=np.float32)
+    assert figures.depth_vmax(gt, np.array([[2.0, 4.0]]), max_depth=10.0) == 4.0
+    assert figures.depth_vmax(gt, np.array([[2.0, 40.0]]), max_depth=10.0) == 10.0
+
+
+def test_markdown_table_escapes_pipes_and_right_aligns_numbers():
+    table = Table(pd.DataFrame({"name": ["a|b", "c"], "value": ["0.100", "–"]}), bold=frozenset({(1, "value")}))
+    lines = markdown_table(table).splitlines()
+    assert lines[1] == "|:---|---:|"
+    assert lines[2] == "| a\\|b | 0.100 |"
+    assert lines[3] == "| c | **–** |"
+
+
+def test_log_to_mlflow_logs_report_and_ends_run(built, monkeypatch):
+    root, params, _, written = built
+    calls = []
+
+    class FakeTracker:
+        def log_artifact(self, path, artifact_path=None):
+            calls.append(("file", Path(path).name, artifact_path))
+
+        def log_artifacts(self, path, artifact_path=None):
+            calls.append(("dir", Path(path).name, artifact_path))
+
+        def end(self):
+            calls.append(("end",))
+
+    import pipeline.tracking
+
+    seen = {}
+    monkeypatch.setattr(pipeline.tracking, "resume_run", lambda p, path, r=None: seen.update(path=path) or FakeTracker())
+    log_to_mlflow(params, root, written)
+    assert seen["path"] == root / params.paths.run_id
+    assert calls == [
+        ("file", "report.html", "report"),
+        ("file", "report.md", "report"),
+        ("dir", "figures", "report/figures"),
+        ("end",),
+    ]
