@@ -90,8 +90,8 @@ def test_redact_uri_strips_credentials():
     assert redact_uri("sqlite:////abs/mlflow.db") == "sqlite:////abs/mlflow.db"
 
 
-def test_init_store_creates_experiment_once_under_dvc_root(monkeypatch, tmp_path, params):
-    dvc_root = tmp_path / "parent-repo"
+def test_init_store_creates_experiment_once_under_dvc_root(monkeypatch, root, tmp_path, params):
+    dvc_root = root  # a fresh store's creation is covered by the two-process test below
     monkeypatch.setenv("DVC_ROOT", str(dvc_root))  # as in a queued experiment's temp copy
     first = init_store(params, tmp_path / "temp-copy")
     second = init_store(params, tmp_path / "temp-copy")

@@ -48,8 +48,9 @@ class SplitWriter:
     def __init__(self, path: str | Path, n: int, height: int, width: int, split: str, source: str):
         self._f = h5py.File(path, "w")
         self._f.attrs.update({"split": split, "height": height, "width": width, "source": source})
-        img = (1, height, width)
-        self._f.create_dataset("rgb", (n, height, width, 3), np.uint8, chunks=(*img, 3))
+        # One image per chunk; an empty split (val_fraction 0) can't have chunks larger than itself.
+        img = (1, height, width) if n else None
+        self._f.create_dataset("rgb", (n, height, width, 3), np.uint8, chunks=(*img, 3) if n else None)
         self._f.create_dataset("depth", (n, height, width), np.float32, chunks=img)
         self._f.create_dataset("raw_depth", (n, height, width), np.float32, chunks=img)
         self._f.create_dataset("index", (n,), np.int32)

@@ -112,7 +112,7 @@ def trace(scene: SceneSpec, origin: np.ndarray, dirs: np.ndarray) -> Hits:
         if len(idx) == 0:
             continue
         ax = near.argmax(axis=0)
-        t[idx], surf[idx] = t_in[idx], 6 + k
+        t[idx], surf[idx] = t_in[hit], 6 + k
         normal[idx] = 0
         normal[idx, ax] = -np.sign(safe[ax, idx])
     return Hits(t.astype(np.float32), surf, normal)
@@ -189,7 +189,7 @@ def _radiance(scene: SceneSpec, hits: Hits, points: np.ndarray, alb: np.ndarray,
     cos = np.clip((hits.normal * to_light).sum(axis=1) / dist, 0, None)
     lit = ~_shadowed(scene, points + 1e-3 * hits.normal)
     direct = 2.2 * cos * lit / (1 + (dist / 2.5) ** 2)
-    ambient = scene.ambient * (0.9 + 0.1 * hits.normal[:, 1])  # a little more sky-light on tops
+    ambient = np.float32(scene.ambient)  # inter-reflections light every face alike, ceilings included
     irradiance = (ambient + direct)[:, None] * np.asarray(scene.light_colour, np.float32)
     return alb * (irradiance + emission[:, None])
 

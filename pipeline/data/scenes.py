@@ -93,7 +93,9 @@ class CameraPose:
 
 
 def jitter_colour(rng: np.random.Generator, base: tuple[float, float, float], jitter: float = 0.06) -> tuple:
-    return tuple(float(c) for c in np.clip(np.asarray(base) + rng.normal(0, jitter, 3), 0.03, 0.97))
+    """`base` with random brightness (sd `jitter`) and a slighter random tint, kept in 0.03..0.97."""
+    c = np.asarray(base) * (1 + rng.normal(0, jitter)) + rng.normal(0, jitter / 3, 3)
+    return tuple(float(v) for v in np.clip(c, 0.03, 0.97))
 
 
 def _room_materials(rng: np.random.Generator, scene_type: str) -> tuple[Material, Material, Material]:
@@ -210,18 +212,26 @@ def _inside_furniture(scene: SceneSpec, x: float, z: float, margin: float = 0.3)
 
 
 def _candidate_pose(rng: np.random.Generator, scene: SceneSpec) -> CameraPose:
-    """A pose near a random wall, looking roughly across the room, as a person holding a Kinect would."""
+    """A pose near a random wall, aimed (loosely) at a random piece of furniture, as a person would."""
     W, _, D = scene.size
     wall = int(rng.integers(4))
     length, extent = _wall_geometry(scene.size, wall)
-    s = rng.uniform(0.25, 0.75) * length
-    off = rng.uniform(0.3, min(1.5, 0.35 * extent))
+    s = rng.uniform(0.2, 0.8) * length
+    off = rng.uniform(0.3, min(1.2, 0.3 * extent))
     x, z = [(s, off), (s, D - off), (off, s), (W - off, s)][wall]
-    facing = (0.0, math.pi, math.pi / 2, -math.pi / 2)[wall]
+    height = rng.uniform(1.0, 1.8)
+    if scene.boxes:
+        b = scene.boxes[rng.integers(len(scene.boxes))]
+        tx, tz = (b.lo[0] + b.hi[0]) / 2, (b.lo[2] + b.hi[2]) / 2
+    else:
+        tx, tz = W / 2, D / 2
+    dist = max(math.hypot(tx - x, tz - z), 0.5)
+    yaw = math.atan2(tx - x, tz - z) + rng.normal(0, 0.2)  # yaw 0 looks along +z, pi/2 along +x
+    pitch = np.clip(math.atan2(height - 0.6, dist) + rng.normal(0, 0.05), np.deg2rad(3), np.deg2rad(30))
     return CameraPose(
-        position=(float(x), float(rng.uniform(1.0, 1.8)), float(z)),
-        yaw=float(facing + np.clip(rng.normal(0, 0.35), -0.7, 0.7)),
-        pitch=float(np.deg2rad(rng.uniform(2.0, 15.0))),
+        position=(float(x), float(height), float(z)),
+        yaw=float(yaw),
+        pitch=float(pitch),
         roll=float(np.deg2rad(rng.normal(0, 1.0))),
         noise_seed=int(rng.integers(1 << 30)),
     )

@@ -50,8 +50,11 @@ def train_depth_median(
             f"{train_path}: no depth inside ({min_depth}, {max_depth}) m; check eval.min_depth/max_depth "
             "or re-run `dvc repro preprocess`"
         )
-    k = int(np.searchsorted(np.cumsum(counts), (total + 1) / 2))  # the bin holding the middle pixel
-    return (k + 0.5) * step
+    # The bins holding the two middle pixels (the same one for an odd count), averaged as
+    # np.median does: bin k holds pixel rank r (0-based) if cumsum[k] is the first > r.
+    cum = np.cumsum(counts)
+    k = np.searchsorted(cum, [(total - 1) // 2 + 1, total // 2 + 1])  # (2,) bin indices
+    return float((k.mean() + 0.5) * step)
 
 
 def constant_baseline(

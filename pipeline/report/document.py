@@ -112,10 +112,10 @@ def examples_section(inputs: ReportInputs, has_grid: bool) -> list[Block]:
     p = inputs.metrics["protocol"]
     caption = (
         "Fixed test images, evenly spaced through the test set (predictions.npz). Ground truth and prediction "
-        "share one colour scale in metres; white = no ground truth. The error map is |pred − gt| / gt, "
+        "share one colour scale in metres; black = no ground truth. The error map is |pred − gt| / gt, "
         f"saturated at {ERROR_VMAX:g}."
     )
-    caption += " Dashed: the evaluated (Eigen crop) region." if p["crop"] == "eigen" else ""
+    caption += " Dashed blue: the evaluated (Eigen crop) region." if p["crop"] == "eigen" else ""
     return blocks + [FigureRef(GRID, caption)]
 
 

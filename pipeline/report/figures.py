@@ -20,13 +20,15 @@ from pipeline.report.tables import metric_label
 
 DPI = 100
 ERROR_VMAX = 0.5  # abs rel shown up to 50%; anything worse is saturated (colour bar "extends")
-DEPTH_CMAP = "viridis"  # perceptually uniform, and its darkest colour is not black, unlike holes
-ERROR_CMAP = "inferno"
+DEPTH_CMAP = "viridis"  # perceptually uniform; its darkest colour is purple, not the black of holes
+# Error: pale yellow (exact) to dark red (50% off). No black in it, so black can mean "no ground truth".
+ERROR_CMAP = "YlOrRd"
+HOLE_COLOUR = "black"  # ground-truth holes: transparent pixels over a black axes background
 
 
 def save_png(fig: Figure, path: Path) -> Path:
     """Writes `fig` as a PNG (white background, `DPI`) and returns the path."""
-    fig.savefig(path, format="png", dpi=DPI, facecolor="white")
+    fig.savefig(path, format="png", dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.1)
     return path
 
 
@@ -58,6 +60,10 @@ def plot_training_curves(log: pd.DataFrame) -> Figure:
     _plot_series(axes[0], epoch, log["train_loss"], "train")
     _plot_series(axes[0], epoch, log["val_loss"], "validation", best="min")
     _style(axes[0], "Loss", "epoch")
+    losses = log[["train_loss", "val_loss"]].to_numpy(float)
+    losses = losses[np.isfinite(losses)]
+    if losses.size and losses.min() > 0 and losses.max() / losses.min() > 20:
+        axes[0].set_yscale("log")  # early epochs would otherwise flatten the rest of the curve
     axes[0].legend(frameon=False)
     for ax, name, colour in zip(axes[1:], ("abs_rel", "rmse", "delta1"), ("C2", "C3", "C4"), strict=True):
         best = "max" if name == "delta1" else "min"
@@ -69,7 +75,9 @@ def plot_training_curves(log: pd.DataFrame) -> Figure:
 
 
 def _row_label(predictions: dict[str, np.ndarray], per_image: pd.DataFrame | None, i: int) -> str:
-    label = f"{predictions['scene'][i]}\n({predictions['scene_type'][i]})"
+    scene, scene_type = str(predictions["scene"][i]), str(predictions["scene_type"][i])
+    # NYU scene names start with their type ("bedroom_0012"); name the type only when they don't.
+    label = scene if scene.startswith(scene_type) else f"{scene}\n({scene_type})"
     if per_image is not None:
         match = per_image.loc[per_image["index"] == int(predictions["index"][i]), "abs_rel"]
         if len(match) and np.isfinite(match.iloc[0]):
@@ -92,6 +100,7 @@ def abs_rel_map(gt: np.ndarray, pred: np.ndarray) -> np.ma.MaskedArray:
 
 
 def _image_axes(ax: Axes) -> None:
+    ax.set_facecolor(HOLE_COLOUR)
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
@@ -101,9 +110,7 @@ def _image_axes(ax: Axes) -> None:
 def _cmap(name: str) -> Any:
     from matplotlib import colormaps
 
-    cmap = colormaps[name].copy()
-    cmap.set_bad(alpha=0.0)  # holes transparent: the white page shows through
-    return cmap
+    return colormaps[name].with_extremes(bad=(0, 0, 0, 0))  # holes transparent: HOLE_COLOUR shows through
 
 
 def plot_qualitative_grid(
@@ -112,13 +119,16 @@ def plot_qualitative_grid(
     """RGB | ground truth | prediction | abs-rel error, one row per kept test image.
 
     Ground truth and prediction share one colour scale (0 to `depth_vmax`) and colour bar;
-    the error map has its own (0 to `ERROR_VMAX`). Ground-truth holes are transparent.
+    the error map has its own (0 to `ERROR_VMAX`). Ground-truth holes are black.
     With `crop == "eigen"` the error map outlines the evaluated region.
     """
     gt, pred, rgb = predictions["gt"], predictions["pred"], predictions["rgb"]  # (K,H,W), (K,H,W), (K,H,W,3)
     k, h, w = gt.shape
-    panel_w = 2.6  # inches per panel: 4 panels + labels fit a 11-inch-wide page at 100 dpi
-    fig = Figure(figsize=(4 * panel_w + 1.0, k * panel_w * h / w + 1.6), layout="constrained")
+    # 11 x ~2 inches per row at 100 dpi: 4 panels of ~240 px; images keep their aspect, so the
+    # height follows the panel width left after labels and gaps (~1.4 in), or rows drift apart.
+    fig_w = 11.0
+    image_h = (fig_w - 1.4) / 4 * h / w
+    fig = Figure(figsize=(fig_w, k * (image_h + 0.08) + 1.1), layout="constrained")
     axes = np.asarray(fig.subplots(k, 4, squeeze=False))
     vmax = depth_vmax(gt, pred, max_depth)
     depth_cmap, err_cmap = _cmap(DEPTH_CMAP), _cmap(ERROR_CMAP)
@@ -130,7 +140,7 @@ def plot_qualitative_grid(
         im_err = axes[i, 3].imshow(abs_rel_map(gt[i], pred[i]), cmap=err_cmap, vmin=0, vmax=ERROR_VMAX)
         if crop == "eigen":
             top, bottom, left, right = eigen_crop_bounds(h, w)
-            box = Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, ls="--", lw=1, ec="w")
+            box = Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, ls="--", lw=1, ec="C0")
             axes[i, 3].add_patch(box)
         for ax in axes[i]:
             _image_axes(ax)
@@ -144,17 +154,19 @@ def plot_qualitative_grid(
 
 def plot_scene_types(per_scene_type: pd.DataFrame, overall: dict[str, float]) -> Figure:
     """AbsRel and δ1 per scene type (bars, with image counts), beside the all-images mean."""
-    df = per_scene_type.sort_values("abs_rel", ascending=False).reset_index(drop=True)
+    df = per_scene_type.sort_values("abs_rel", ascending=False).reset_index(drop=True)  # best on top
     labels = [f"{t}  (n={int(n)})" for t, n in zip(df["scene_type"], df["n_images"], strict=True)]
-    fig = Figure(figsize=(10, 1.2 + 0.32 * len(df)), layout="constrained")
+    fig = Figure(figsize=(10, 1.4 + 0.32 * len(df)), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     for ax, name, colour in zip(axes, ("abs_rel", "delta1"), ("C2", "C4"), strict=True):
-        ax.barh(labels, df[name], color=colour, alpha=0.85)
-        ax.axvline(overall[name], color="k", ls="--", lw=1, label="all test images")
+        bars = ax.barh(labels, df[name], color=colour, alpha=0.85)
+        ax.bar_label(bars, fmt="%.3f", padding=3, fontsize=8)
+        ax.axvline(overall[name], color="k", ls="--", lw=1, label="mean over all test images")
         _style(ax, metric_label(name))
         ax.grid(axis="y", visible=False)
-    axes[1].set_xlim(0, 1)
-    axes[0].legend(frameon=False, loc="lower right", fontsize=8)
+        ax.margins(x=0.12)  # room for the value labels
+    axes[1].set_xlim(0, 1.1)
+    fig.legend(handles=axes[0].get_lines()[:1], loc="outside lower center", frameon=False, fontsize=9)
     return fig
 
 
@@ -169,7 +181,8 @@ def plot_error_by_depth(error_by_depth: pd.DataFrame) -> Figure:
     _style(top, "Error by ground-truth depth", ylabel=metric_label("abs_rel"))
     right = top.twinx()
     right.plot(centre, df["rmse"], "s--", color="C3", label=f"{metric_label('rmse')} (m)")
-    right.set_ylabel(f"{metric_label('rmse')} (m)")
+    right.set_ylabel(f"{metric_label('rmse')} (m)", color="C3")
+    top.set_ylabel(metric_label("abs_rel"), color="C2")
     right.spines[["top"]].set_visible(False)
     handles = top.get_lines() + right.get_lines()
     top.legend(handles, [h.get_label() for h in handles], frameon=False, loc="upper left")

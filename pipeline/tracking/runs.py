@@ -91,8 +91,9 @@ def start_run(params: Params, repo_root: str | Path | None = None) -> Tracker:
         client, uri, experiment_id = open_store(params, root)
         return _new_run(client, uri, experiment_id, params, root)
     except Exception as e:
-        warn_unavailable(tracking_uri(root), e)
-        return Tracker()
+        uri = tracking_uri(root)
+        warn_unavailable(uri, e)
+        return Tracker(uri=uri)  # no run, but the run-id file still says which store failed
 
 
 def read_run_id(path: str | Path) -> str | None:
@@ -154,5 +155,6 @@ def resume_run(params: Params, run_id_path: str | Path, repo_root: str | Path | 
         client.update_run(run_id, status="RUNNING")
         return Tracker(client, run_id, run.info.experiment_id, uri)
     except Exception as e:
-        warn_unavailable(tracking_uri(root), e)
-        return Tracker()
+        uri = tracking_uri(root)
+        warn_unavailable(uri, e)
+        return Tracker(uri=uri)  # no run, but the run-id file still says which store failed
