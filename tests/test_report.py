@@ -26,16 +26,17 @@ from pipeline.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from pipeline.report import build_report, figures, log_to_mlflow
 from pipeline.report.published import NOT_REPRODUCED, PUBLISHED
 from pipeline.report.render import markdown_table
-from pipeline.report.tables import Table, fmt
+from pipeline.report.tables import Table, fmt, headline_table, metric_label
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENE_TYPES = ("bedroom", "kitchen", "living_room")
 
 
-def make_params(source: str = "synthetic") -> Params:
+def make_params(source: str = "synthetic", mlflow: bool = True) -> Params:
     """The repo's params.yaml with `data.source` set; paths stay relative (to tmp_path in tests)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["data"]["source"] = source
+    raw["mlflow"]["enabled"] = mlflow
     return params_from_dict(raw)
 
 
@@ -76,8 +77,14 @@ def write_inputs(root: Path, params: Params, k: int = 3, size: tuple[int, int] =
     }  # fmt: skip
     (root / p.metrics).write_text(json.dumps(metrics))
     scene_type = [SCENE_TYPES[i % 3] for i in range(12)]
-    per_image = pd.DataFrame({"index": np.arange(1, 13), "scene": [f"{t}_{i:04d}" for i, t in enumerate(scene_type)],
-                              "scene_type": scene_type, **{m: [_metrics(rng)[m] for _ in range(12)] for m in METRIC_NAMES}})  # fmt: skip
+    per_image = pd.DataFrame(
+        {
+            "index": np.arange(1, 13),
+            "scene": [f"{t}_{i:04d}" for i, t in enumerate(scene_type)],
+            "scene_type": scene_type,
+            **{m: [_metrics(rng)[m] for _ in range(12)] for m in METRIC_NAMES},
+        }
+    )
     per_image.to_csv(root / p.per_image, index=False)
     per_scene = per_image.groupby("scene_type")[list(METRIC_NAMES)].mean().reset_index()
     per_scene.insert(1, "n_images", per_image.groupby("scene_type").size().to_numpy())
@@ -89,8 +96,8 @@ def write_inputs(root: Path, params: Params, k: int = 3, size: tuple[int, int] =
     bins.to_csv(root / p.error_by_depth, index=False)
     rgb, gt, pred = _frames(rng, k, *size)
     idx = np.linspace(1, 12, k).astype(np.int64)
-    np.savez(root / p.predictions, index=idx, rgb=rgb, gt=gt, pred=pred,
-             scene=per_image["scene"].to_numpy(str)[idx - 1], scene_type=np.array(scene_type, dtype=str)[idx - 1])  # fmt: skip
+    scenes, types = per_image["scene"].to_numpy(str)[idx - 1], np.array(scene_type, dtype=str)[idx - 1]
+    np.savez(root / p.predictions, index=idx, rgb=rgb, gt=gt, pred=pred, scene=scenes, scene_type=types)
     epochs = np.arange(1, 7)
     log = {"epoch": epochs, "train_loss": 1 / epochs, "val_loss": 1.2 / epochs + 0.05}
     final = _metrics(rng)  # validation improves towards these, with noise
@@ -189,17 +196,6 @@ def test_published_results_shown_for_nyudv2(built):
             assert r.citation in text and f"{r.metrics['delta1']:.3f}" in text
 
 
-def test_published_results_omitted_for_synthetic(tmp_path):
-    params = make_params("synthetic")
-    write_inputs(tmp_path, params, k=1)
-    written = build_report(params, tmp_path)
-    for path in (written["report_md"], written["report_html"]):
-        text = html.unescape(path.read_text(encoding="utf-8"))
-        assert NOT_REPRODUCED not in text
-        assert not any(r.citation in text for r in PUBLISHED)
-        assert "not comparable" in text
-
-
 def test_no_examples_kept_still_builds(tmp_path):
     params = make_params()
     write_inputs(tmp_path, params, k=0)
@@ -208,7 +204,10 @@ def test_no_examples_kept_still_builds(tmp_path):
     assert "eval.n_examples" in written["report_md"].read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("name", ["metrics", "per_image", "per_scene_type", "error_by_depth", "predictions", "train_log", "run_id"])  # fmt: skip
+INPUTS = ("metrics", "per_image", "per_scene_type", "error_by_depth", "predictions", "train_log", "run_id")
+
+
+@pytest.mark.parametrize("name", INPUTS)
 def test_missing_input_is_a_clear_error_and_writes_nothing(tmp_path, name):
     params = make_params()
     write_inputs(tmp_path, params, k=1)
@@ -292,7 +291,9 @@ def test_log_to_mlflow_logs_report_and_ends_run(built, monkeypatch):
     import pipeline.tracking
 
     seen = {}
-    monkeypatch.setattr(pipeline.tracking, "resume_run", lambda p, path, r=None: seen.update(path=path) or FakeTracker())
+    monkeypatch.setattr(
+        pipeline.tracking, "resume_run", lambda p, path, r=None: seen.update(path=path) or FakeTracker()
+    )
     log_to_mlflow(params, root, written)
     assert seen["path"] == root / params.paths.run_id
     assert calls == [
@@ -301,3 +302,30 @@ def test_log_to_mlflow_logs_report_and_ends_run(built, monkeypatch):
         ("dir", "figures", "report/figures"),
         ("end",),
     ]
+
+
+def test_stage_on_synthetic_data_omits_published_results(tmp_path):
+    from stages.report import body
+
+    params = make_params("synthetic", mlflow=False)  # resume_run is then a no-op: no MLflow store is touched
+    write_inputs(tmp_path, params, k=1)
+    written = body(params, tmp_path)
+    for path in (written["report_md"], written["report_html"]):
+        text = html.unescape(path.read_text(encoding="utf-8"))
+        assert NOT_REPRODUCED not in text
+        assert not any(r.citation in text for r in PUBLISHED)
+        assert "not comparable" in text
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_headline_table_shows_a_dash_for_a_missing_metric_and_never_bolds_it():
+    rng = np.random.default_rng(0)
+    ours = _metrics(rng)
+    base = {m: v / 2 if m in HIGHER_IS_BETTER else v * 2 for m, v in ours.items()}  # worse on every metric
+    metrics = {**ours, "baseline": base}
+    metrics["silog"] = float("nan")  # e.g. no image had a valid pixel for it
+    table = headline_table(metrics)
+    col = metric_label("silog")
+    assert table.frame[col].tolist() == ["–", fmt(metrics["baseline"]["silog"])]
+    assert not {(0, col), (1, col)} & table.bold
+    assert {(0, metric_label(m)) for m in METRIC_NAMES if m != "silog"} <= table.bold

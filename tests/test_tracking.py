@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import multiprocessing
 import shutil
 import sqlite3
@@ -66,7 +65,9 @@ def client_for(root: Path) -> MlflowClient:
 
 
 def tracking_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name.startswith("pipeline.tracking") and r.levelname == "WARNING"]
+    return [
+        r.getMessage() for r in caplog.records if r.name.startswith("pipeline.tracking") and r.levelname == "WARNING"
+    ]
 
 
 def test_tracking_uri_env_wins_then_dvc_root_then_given_root(monkeypatch, tmp_path):
@@ -202,8 +203,14 @@ def test_resume_run_without_a_usable_run_id_starts_a_new_run(root, params, tmp_p
 
 
 def test_artifacts_and_model_land_under_the_roots_mlartifacts(root, params, tmp_path):
+    import torch
+
+    from pipeline.io import sha256_file
+    from pipeline.model import UNet, UNetConfig, load_model, save_model
+
+    net = UNet(UNetConfig(base_channels=4, depth=1, norm="none", dropout=0.0)).eval()
     model = tmp_path / "model.pt"
-    model.write_bytes(b"\x80checkpoint bytes")
+    save_model(model, net, {"epoch": 3})
     figs = tmp_path / "figures"
     figs.mkdir()
     (figs / "a.png").write_bytes(b"png")
@@ -215,13 +222,20 @@ def test_artifacts_and_model_land_under_the_roots_mlartifacts(root, params, tmp_
     tracker.log_artifact(tmp_path / "missing.txt")  # warns, does not disable
     assert tracker.active
     arts = root / "mlartifacts" / EXPERIMENT / tracker.run_id / "artifacts"
-    assert (arts / "model" / "model.pt").read_bytes() == model.read_bytes()
-    assert "pipeline.model import load_model" in (arts / "model" / "README.txt").read_text()
-    assert (arts / "figures" / "a.png").read_bytes() == b"png" and (arts / "report.md").is_file()
     assert {f.path for f in client_for(root).list_artifacts(tracker.run_id, "model")} == {
         "model/model.pt",
         "model/README.txt",
     }
+    # The logged copy is the checkpoint itself and loads the way its README says.
+    digest = sha256_file(model)
+    assert sha256_file(arts / "model" / "model.pt") == digest
+    assert client_for(root).get_run(tracker.run_id).data.tags["model_sha256"] == digest
+    readme = (arts / "model" / "README.txt").read_text()
+    assert "from pipeline.model import load_model" in readme and digest in readme
+    loaded, meta = load_model(arts / "model" / "model.pt")
+    x = torch.rand(1, 3, 16, 16)  # (B, 3, H, W)
+    assert meta["epoch"] == 3 and torch.equal(loaded(x), net(x))
+    assert (arts / "figures" / "a.png").read_bytes() == b"png" and (arts / "report.md").is_file()
 
 
 def exercise(tracker: Tracker, tmp_path: Path) -> None:
@@ -335,7 +349,7 @@ def test_two_processes_initialising_a_fresh_store_agree(tmp_path, params):
         assert p.exitcode == 0
     assert ids[0] is not None and ids[0] == ids[1]
     assert [e.experiment_id for e in client_for(tmp_path).search_experiments() if e.name == EXPERIMENT] == [ids[0]]
-    assert start_run(params, tmp_path).run_id is not None
+    assert client_for(tmp_path).create_run(ids[0]).info.run_id  # and the store takes writes
 
 
 def test_cli_initialises_the_store_of_params_yaml(monkeypatch, root, capsys):

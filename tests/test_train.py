@@ -133,10 +133,10 @@ def test_a_few_steps_on_one_batch_lower_the_loss() -> None:
     ("norm", "activation", "loss"), [("batch", "relu", "eigen"), ("group", "gelu", "l2"), ("none", "silu", "l2_smooth")]
 )
 def test_train_writes_outputs_for_several_configs(tmp_path: Path, norm: str, activation: str, loss: str) -> None:
-    params = tiny_params(model={"norm": norm, "activation": activation}, loss={"name": loss})
+    params = tiny_params(model={"norm": norm, "activation": activation}, loss={"name": loss}, train={"epochs": 1})
     result = train(params, make_root(tmp_path))
     rows = _read_tsv(tmp_path / "reports" / "train_log.tsv")
-    assert tuple(rows[0]) == COLUMNS and [r["epoch"] for r in rows] == ["1", "2"]
+    assert tuple(rows[0]) == COLUMNS and [r["epoch"] for r in rows] == ["1"]
     assert all(math.isfinite(float(r[c])) for r in rows for c in COLUMNS)
     model, meta = load_model(tmp_path / "models" / "model.pt")
     assert meta["epoch"] == result["best_epoch"] and meta["params"]["model"]["norm"] == norm
@@ -145,7 +145,7 @@ def test_train_writes_outputs_for_several_configs(tmp_path: Path, norm: str, act
     with torch.no_grad():
         pred = model(torch.rand(2, 3, 32, 48))
     assert pred.shape == (2, 1, 32, 48) and torch.isfinite(pred).all()
-    assert load_last(tmp_path)["epoch"] == 2
+    assert load_last(tmp_path)["epoch"] == 1
     assert not list(tmp_path.rglob("*.tmp")), "a temporary file was left behind"
 
 
@@ -165,8 +165,8 @@ def test_same_seed_same_weights_and_metrics(tmp_path: Path) -> None:
     assert without_timing([a["final"]]) == without_timing([b["final"]])
     assert_same_state(load_last(tmp_path / "a")["model"], load_last(tmp_path / "b")["model"])
     assert_same_state(load_best_state(tmp_path / "a"), load_best_state(tmp_path / "b"))
-    other = train(tiny_params(train={"seed": 1}), make_root(tmp_path / "c"))
-    assert other["final"]["train_loss"] != a["final"]["train_loss"]
+    other = train(tiny_params(train={"seed": 1, "epochs": 1}), make_root(tmp_path / "c"))
+    assert other["final"]["train_loss"] != load_last(tmp_path / "a")["history"][0]["train_loss"]  # the seed matters
 
 
 # ---- bad input ---------------------------------------------------------------------------------
@@ -223,10 +223,14 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkp
 
 @pytest.mark.slow
 def test_stage_end_to_end(tmp_path: Path) -> None:
-    raw = tiny_raw(mlflow={"enabled": True})
+    raw = tiny_raw()  # MLflow off: its sqlite set-up alone takes ~20 s (tests/test_tracking covers it)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     make_root(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+    }  # never the real store
     env.pop("DVC_ROOT", None)
     proc = subprocess.run([sys.executable, "-m", "stages.train"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
@@ -236,4 +240,4 @@ def test_stage_end_to_end(tmp_path: Path) -> None:
     assert meta["params"]["train"]["epochs"] == 2 and meta["best_metric"] == "abs_rel"
     assert load_last(tmp_path)["epoch"] == 2
     run = yaml.safe_load((tmp_path / raw["paths"]["run_id"]).read_text())  # JSON is YAML
-    assert run["run_id"], "the MLflow run id was not written"
+    assert run == {"run_id": None, "experiment_id": None, "tracking_uri": None}  # written even with MLflow off

@@ -21,6 +21,7 @@ _PAINTS = ((0.92, 0.92, 0.90), (0.25, 0.25, 0.27), (0.55, 0.62, 0.70), (0.80, 0.
 _FABRICS = ((0.45, 0.30, 0.30), (0.30, 0.38, 0.50), (0.55, 0.55, 0.50), (0.35, 0.45, 0.35), (0.75, 0.70, 0.60))
 _WHITE = Material((0.93, 0.93, 0.92))
 _DARK = Material((0.06, 0.06, 0.07))
+_SURFACES = ("wood", "doors", "drawers", "carpet")  # patterns of tops that get clutter (not beds, baths)
 
 
 def _pick(rng: Rng, options: tuple, pattern: str, scale: float = 0.2) -> Material:
@@ -172,6 +173,21 @@ CATALOGUE = {
 }
 
 
+def _clutter(rng: Rng, parts: list[Part]) -> list[Part]:
+    """Adds 0-3 small objects (books, boxes, vases) on each table top, counter or cabinet top."""
+    out = list(parts)
+    for lo, hi, m in parts:
+        w, d, top = hi[0] - lo[0], hi[2] - lo[2], hi[1]
+        if not (0.4 <= top <= 1.3 and w > 0.35 and d > 0.3 and m.pattern in _SURFACES):
+            continue
+        for _ in range(rng.integers(0, 4)):
+            sw, sd, sh = rng.uniform(0.06, min(0.35, w / 2)), rng.uniform(0.06, min(0.3, d / 2)), rng.uniform(0.04, 0.35)
+            u, v = rng.uniform(lo[0], hi[0] - sw), rng.uniform(lo[2], hi[2] - sd)
+            m = Material(jitter_colour(rng, tuple(rng.uniform(0.1, 0.9, 3)), 0.0), "flat")
+            out.append(((u, top, v), (u + sw, top + sh, v + sd), m))
+    return out
+
+
 def _to_world(parts: list[Part], mode: int, s: float, size: tuple, free_at: tuple[float, float]) -> list[Box]:
     """Local parts to world boxes: against wall `mode` (0..3) at offset `s`, or free (mode 4/5 = rotated)."""
     W, _, D = size
@@ -221,6 +237,6 @@ def sample_furniture(rng: Rng, scene_type: str, size: tuple[float, float, float]
     boxes: list[Box] = []
     for name in names:
         builder, free = ITEMS[name]
-        placed = _place(rng, builder(rng), free, size, taken)
+        placed = _place(rng, _clutter(rng, builder(rng)), free, size, taken)
         boxes += placed or []
     return tuple(boxes)

@@ -228,6 +228,31 @@ def _tone_map(radiance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
 
 
+def _render(scene: SceneSpec, camera: CameraPose, stride: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """rgb (h, w, 3) uint8, capped depth (h, w), cosine of incidence (h, w) and no-IR mask (h, w)."""
+    origin = np.asarray(camera.position, np.float32)
+    grid = camera_rays(camera, stride)  # (h, w, 3)
+    shape = grid.shape[:2]
+    dirs = grid.reshape(-1, 3)  # (N, 3)
+    hits = trace(scene, origin, dirs)
+    points = origin + dirs * hits.t[:, None]  # (N, 3)
+    alb = _face_albedo(scene, hits, points)
+    emission, no_ir = _decals(scene, hits, points, alb)
+    rgb = _tone_map(_radiance(scene, hits, points, alb, emission).reshape(*shape, 3), rng)
+    depth = np.minimum(hits.t, MAX_DEPTH).reshape(shape).astype(np.float32)
+    cos_inc = np.abs((hits.normal * dirs).sum(axis=1)) / np.linalg.norm(dirs, axis=1)
+    return rgb, depth, cos_inc.reshape(shape), no_ir.reshape(shape)
+
+
+def render_rgbd(scene: SceneSpec, camera: CameraPose, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """RGB (H/stride, W/stride, 3) uint8 and depth (H/stride, W/stride) float32 sampled every `stride` pixels.
+
+    The same image as `render_frame` at lower resolution, for quick checks (no Kinect holes).
+    """
+    rgb, depth, _, _ = _render(scene, camera, stride, np.random.default_rng(camera.noise_seed))
+    return rgb, depth
+
+
 def render_frame(scene: SceneSpec, camera: CameraPose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Renders one 480x640 Kinect frame.
 
@@ -236,16 +261,6 @@ def render_frame(scene: SceneSpec, camera: CameraPose) -> tuple[np.ndarray, np.n
         MAX_DEPTH, raw_depth (480, 640) float32 equal to depth except 0 at Kinect holes.
     """
     rng = np.random.default_rng(camera.noise_seed)
-    origin = np.asarray(camera.position, np.float32)
-    dirs = camera_rays(camera).reshape(-1, 3)  # (N, 3)
-    hits = trace(scene, origin, dirs)
-    points = origin + dirs * hits.t[:, None]  # (N, 3)
-    alb = _face_albedo(scene, hits, points)
-    emission, no_ir = _decals(scene, hits, points, alb)
-    radiance = _radiance(scene, hits, points, alb, emission).reshape(HEIGHT, WIDTH, 3)
-    rgb = _tone_map(radiance, rng)
-    depth = np.minimum(hits.t, MAX_DEPTH).reshape(HEIGHT, WIDTH).astype(np.float32)
-    cos_inc = np.abs((hits.normal * dirs).sum(axis=1)) / np.linalg.norm(dirs, axis=1)
-    holes = kinect_holes(depth, cos_inc.reshape(HEIGHT, WIDTH), no_ir.reshape(HEIGHT, WIDTH), rng)
-    raw = np.where(holes, np.float32(0), depth).astype(np.float32)
-    return rgb, depth, raw
+    rgb, depth, cos_inc, no_ir = _render(scene, camera, 1, rng)
+    holes = kinect_holes(depth, cos_inc, no_ir, rng)
+    return rgb, depth, np.where(holes, np.float32(0), depth).astype(np.float32)

@@ -21,10 +21,10 @@ _TYPE_WEIGHTS = np.array([0.30, 0.18, 0.18, 0.12, 0.11, 0.11])
 _ROOM_SIZES = {
     "bedroom": ((3.0, 4.5), (3.5, 5.0)),
     "kitchen": ((2.8, 4.5), (3.5, 5.5)),
-    "living_room": ((4.0, 6.0), (4.5, 7.0)),
+    "living_room": ((4.0, 7.0), (4.5, 9.0)),
     "bathroom": ((2.4, 3.2), (2.8, 3.8)),
     "dining_room": ((3.5, 5.0), (4.0, 6.0)),
-    "office": ((4.0, 6.0), (4.5, 7.0)),
+    "office": ((4.0, 7.0), (4.5, 9.0)),
 }
 MIN_DEPTH = 0.8  # metres: a camera pose must see nothing nearer (Kinect's near limit is ~0.5)
 
@@ -227,7 +227,8 @@ def _candidate_pose(rng: np.random.Generator, scene: SceneSpec) -> CameraPose:
         tx, tz = W / 2, D / 2
     dist = max(math.hypot(tx - x, tz - z), 0.5)
     yaw = math.atan2(tx - x, tz - z) + rng.normal(0, 0.2)  # yaw 0 looks along +z, pi/2 along +x
-    pitch = np.clip(math.atan2(height - 0.6, dist) + rng.normal(0, 0.05), np.deg2rad(3), np.deg2rad(30))
+    # Half the angle down to the target: NYU frames look only a few degrees down (horizon near mid-image).
+    pitch = np.clip(0.5 * math.atan2(height - 0.6, dist) + rng.normal(0, 0.03), np.deg2rad(2), np.deg2rad(15))
     return CameraPose(
         position=(float(x), float(height), float(z)),
         yaw=float(yaw),
@@ -249,7 +250,7 @@ def sample_camera(rng: np.random.Generator, scene: SceneSpec, tries: int = 50) -
         pose = _candidate_pose(rng, scene)
         if _inside_furniture(scene, pose.position[0], pose.position[2]):
             continue
-        near = float(trace_depth(scene, pose, stride=8).min())
+        near = float(trace_depth(scene, pose, stride=4).min())
         if near >= MIN_DEPTH:
             return pose
         if near > best_near:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +84,14 @@ def iter_frames(params: SyntheticParams, workers: int = 1) -> Iterator[Frame]:
         return
     # spawn, not fork: safe whatever threads the parent has; workers import only numpy/scipy.
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pending: deque[Future[Frame]] = deque()
     try:
-        yield from pool.map(_render_job, jobs)
+        for job in jobs:
+            pending.append(pool.submit(_render_job, job))
+            if len(pending) >= 2 * workers:  # a bounded queue: memory holds a few frames, not all
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # on an error, don't render the rest
 

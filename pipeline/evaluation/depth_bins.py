@@ -25,6 +25,7 @@ class DepthBinAccumulator:
 
     Each bin's pixels go through `per_image_metrics_torch` as one "image"; its means times
     the pixel count give the sums (rmse via its square), so no metric is re-implemented.
+    Works on the tensors' device; one host transfer per batch.
     """
 
     def __init__(self, max_depth: float) -> None:
@@ -33,21 +34,28 @@ class DepthBinAccumulator:
         self.n = np.zeros(nb, np.int64)
         self.sums = {"abs_rel": np.zeros(nb), "sq_err": np.zeros(nb), "delta1": np.zeros(nb)}
 
-    def add(self, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> None:
-        """Adds a batch: pred, gt (B, H, W) metres (pred clipped), mask (B, H, W) bool from `eval_mask`."""
-        bins = np.digitize(gt[mask], self.edges[1:-1]).astype(np.int16)  # (P,) bin of each valid pixel
-        order = np.argsort(bins, kind="stable")  # radix sort on int16: groups the pixels by bin, O(P)
-        counts = np.bincount(bins, minlength=len(self.n))  # (nb,)
-        cuts = np.cumsum(counts)[:-1]
-        p = np.split(pred[mask][order].astype(np.float64), cuts)  # nb arrays of the bins' pixels
-        g = np.split(gt[mask][order].astype(np.float64), cuts)
-        for b in np.flatnonzero(counts):
-            pb, gb = torch.from_numpy(p[b])[None], torch.from_numpy(g[b])[None]  # (1, Pb): the bin as one image
+    def add(self, pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> None:
+        """Adds a batch: pred (clipped), gt (B, H, W) metres, mask (B, H, W) bool from `eval_mask`."""
+        p, g = pred[mask], gt[mask]  # (P,) valid pixels
+        inner = torch.as_tensor(self.edges[1:-1], dtype=g.dtype, device=g.device)
+        bins = torch.bucketize(g, inner, right=True)  # (P,) lo <= g < hi, as np.digitize
+        order = torch.argsort(bins, stable=True)  # groups the pixels by bin
+        counts = torch.bincount(bins, minlength=len(self.n)).cpu().numpy()  # (nb,)
+        p_bins, g_bins = torch.split(p[order], counts.tolist()), torch.split(g[order], counts.tolist())
+        filled = np.flatnonzero(counts)
+        per_bin = []
+        for b in filled:
+            pb, gb = p_bins[b][None], g_bins[b][None]  # (1, Pb): the bin as one image
             m = per_image_metrics_torch(pb, gb, torch.ones_like(pb, dtype=torch.bool))
-            self.n[b] += counts[b]
-            self.sums["abs_rel"][b] += counts[b] * float(m["abs_rel"][0])
-            self.sums["sq_err"][b] += counts[b] * float(m["rmse"][0]) ** 2
-            self.sums["delta1"][b] += counts[b] * float(m["delta1"][0])
+            per_bin.append(torch.cat([m["abs_rel"], m["rmse"], m["delta1"]]))  # (3,)
+        if not per_bin:
+            return
+        abs_rel, rmse, delta1 = torch.stack(per_bin).cpu().double().numpy().T  # (3, n_filled)
+        n = counts[filled]
+        self.n[filled] += n
+        self.sums["abs_rel"][filled] += n * abs_rel
+        self.sums["sq_err"][filled] += n * rmse**2
+        self.sums["delta1"][filled] += n * delta1
 
     def to_frame(self) -> pd.DataFrame:
         """depth_bin_lo, depth_bin_hi, n_pixels, abs_rel, rmse, delta1 (NaN for empty bins)."""

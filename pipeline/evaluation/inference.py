@@ -59,10 +59,10 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict_batch(
+def predict_depth(
     model: nn.Module, rgb_uint8: np.ndarray, train_hw: tuple[int, int], flip_tta: bool = False
-) -> np.ndarray:
-    """Depth for a batch of images, at the images' own resolution.
+) -> torch.Tensor:
+    """Depth for a batch of images at the images' own resolution, left on the model's device.
 
     Args:
         model: maps (B, 3, h, w) RGB in [0, 1] to (B, 1, h, w) metres, in eval mode;
@@ -90,4 +90,11 @@ def predict_batch(
     if y.shape[-2:] != (H, W):
         # align_corners=False: pixel centres map onto pixel centres, as in the downsample.
         y = F.interpolate(y, size=(H, W), mode="bilinear", align_corners=False)  # (B, 1, H, W)
-    return y[:, 0].cpu().numpy()
+    return y[:, 0]  # (B, H, W)
+
+
+def predict_batch(
+    model: nn.Module, rgb_uint8: np.ndarray, train_hw: tuple[int, int], flip_tta: bool = False
+) -> np.ndarray:
+    """`predict_depth` as a (B, H, W) float32 numpy array of metres (not clipped)."""
+    return predict_depth(model, rgb_uint8, train_hw, flip_tta).cpu().numpy()

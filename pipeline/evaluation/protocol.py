@@ -15,9 +15,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 from tqdm import tqdm
 
@@ -25,8 +27,8 @@ from pipeline.config import EvalParams
 from pipeline.data.datasets import SplitArrays, iter_split, split_length
 from pipeline.errors import PipelineError
 from pipeline.evaluation.depth_bins import DepthBinAccumulator
-from pipeline.evaluation.inference import predict_batch
-from pipeline.metrics import METRIC_NAMES, depth_metrics_per_image, eval_mask
+from pipeline.evaluation.inference import predict_depth
+from pipeline.metrics import METRIC_NAMES, eval_mask, protocol_metrics_torch
 
 EXAMPLE_KEYS = ("index", "rgb", "gt", "pred", "scene", "scene_type")
 
@@ -59,14 +61,25 @@ def _image_rows(batch: SplitArrays, metrics: dict[str, np.ndarray]) -> pd.DataFr
     return pd.DataFrame({**ids, **{name: metrics[name] for name in METRIC_NAMES}})
 
 
-def _examples(batch: SplitArrays, gt: np.ndarray, pred: np.ndarray, rows: np.ndarray) -> list[dict[str, np.ndarray]]:
+def _examples(batch: SplitArrays, gt: np.ndarray, pred: torch.Tensor, rows: np.ndarray) -> list[dict[str, Any]]:
     """The kept examples among this batch's rows (positions within the batch)."""
     rows = rows[(rows >= 0) & (rows < len(batch))]
     return [
         {"index": batch.index[r], "rgb": batch.rgb[r], "gt": gt[r].astype(np.float32),
-         "pred": pred[r].astype(np.float32), "scene": batch.scene[r], "scene_type": batch.scene_type[r]}
+         "pred": pred[r].float().cpu().numpy(), "scene": batch.scene[r], "scene_type": batch.scene_type[r]}
         for r in rows
     ]  # fmt: skip
+
+
+def _metric_dtype(device: torch.device) -> torch.dtype:
+    # float64 as `depth_metrics` uses, for exact means over 300k pixels; MPS has no float64.
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _score(pred: torch.Tensor, gt: torch.Tensor, cfg: EvalParams) -> dict[str, np.ndarray]:
+    """Per-image metrics under the protocol (clip, `eval_mask`, the one implementation), on the host."""
+    per_image = protocol_metrics_torch(pred, gt, cfg.min_depth, cfg.max_depth, cfg.crop)
+    return {k: v.cpu().double().numpy() for k, v in per_image.items()}
 
 
 def _stack_examples(kept: list[dict[str, np.ndarray]], hw: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -84,7 +97,7 @@ def evaluate_model(
     """Runs the protocol over a processed test split.
 
     Args:
-        model: depth network (see `predict_batch`), on its inference device.
+        model: depth network (see `predict_depth`), on its inference device.
         test_path: the processed `test.h5`.
         cfg: `params.eval` (gt, crop, flip_tta, min/max depth, batch size, examples).
         train_hw: the model's training (height, width).
@@ -103,14 +116,16 @@ def evaluate_model(
     batches = iter_split(test_path, cfg.batch_size)
     for batch in tqdm(batches, total=math.ceil(n / cfg.batch_size), desc="evaluate", unit="batch"):
         hw = batch.rgb.shape[1:3]
-        gt = protocol_gt(batch, cfg.gt)  # (B, H, W) metres
-        pred = predict_batch(model, batch.rgb, train_hw, cfg.flip_tta)  # (B, H, W) metres
-        pred = np.clip(pred, cfg.min_depth, cfg.max_depth)
-        rows.append(_image_rows(batch, depth_metrics_per_image(pred, gt, cfg.min_depth, cfg.max_depth, cfg.crop)))
-        const = np.full_like(gt, baseline_depth)  # (B, H, W): the baseline on the same pixels
-        base_rows.append(pd.DataFrame(depth_metrics_per_image(const, gt, cfg.min_depth, cfg.max_depth, cfg.crop)))
+        # Metrics run on the inference device: on a GPU the whole protocol stays there.
+        pred = predict_depth(model, batch.rgb, train_hw, cfg.flip_tta)  # (B, H, W) metres
+        gt_np = protocol_gt(batch, cfg.gt)  # (B, H, W) metres
+        gt = torch.from_numpy(gt_np).to(pred.device, _metric_dtype(pred.device))  # (B, H, W)
+        pred = pred.to(gt.dtype).clamp(cfg.min_depth, cfg.max_depth)
+        const = torch.full_like(gt, baseline_depth)  # (B, H, W): the baseline, scored on the same pixels
+        rows.append(_image_rows(batch, _score(pred, gt, cfg)))
+        base_rows.append(pd.DataFrame(_score(const, gt, cfg)))
         bins.add(pred, gt, eval_mask(gt, cfg.min_depth, cfg.max_depth, cfg.crop))
-        kept += _examples(batch, gt, pred, keep - start)
+        kept += _examples(batch, gt_np, pred, keep - start)
         start += len(batch)
     return EvalResult(
         per_image=pd.concat(rows, ignore_index=True),

@@ -13,6 +13,7 @@ from pipeline.report.inputs import ReportInputs
 from pipeline.report.render import Block, Bullets, FigureRef, Heading, Paragraph
 from pipeline.report.tables import (
     error_by_depth_table,
+    fmt,
     headline_table,
     key_value_table,
     metric_label,
@@ -59,9 +60,9 @@ def protocol_text(metrics: dict[str, Any], params: Params) -> str:
 def summary_section(metrics: dict[str, Any], params: Params) -> list[Block]:
     base = metrics["baseline"]
     lead = (
-        f"On {metrics['n_images']} test images the U-Net reaches **δ1 = {metrics['delta1']:.3f}** and "
-        f"**AbsRel = {metrics['abs_rel']:.3f}** (RMSE {metrics['rmse']:.3f} m), against δ1 = {base['delta1']:.3f} "
-        f"and AbsRel = {base['abs_rel']:.3f} (RMSE {base['rmse']:.3f} m) for a constant-depth baseline, which "
+        f"On {metrics['n_images']} test images the U-Net reaches **δ1 = {fmt(metrics['delta1'])}** and "
+        f"**AbsRel = {fmt(metrics['abs_rel'])}** (RMSE {fmt(metrics['rmse'])} m), against δ1 = {fmt(base['delta1'])} "
+        f"and AbsRel = {fmt(base['abs_rel'])} (RMSE {fmt(base['rmse'])} m) for a constant-depth baseline, which "
         "predicts one depth for every pixel of every image: a model that has learnt nothing from the image."
     )
     wins = sum(t[0] == 0 for t in headline_table(metrics).bold)
@@ -79,7 +80,8 @@ def published_section(metrics: dict[str, Any], params: Params) -> list[Block]:
     if not published.is_comparable(str(metrics["source"])):
         return blocks + [Paragraph(published.omitted_note(str(metrics["source"])))]
     p = metrics["protocol"]
-    ours_protocol = f"{p['gt']} ground truth, {p['crop']} crop, {p['min_depth']:g}–{p['max_depth']:g} m"
+    crop = {"eigen": "Eigen crop", "none": "no crop"}.get(p["crop"], f"{p['crop']} crop")
+    ours_protocol = f"{p['gt']} ground truth, {crop}, {p['min_depth']:g}–{p['max_depth']:g} m"
     ours_protocol += ", flip TTA" if p["flip_tta"] else ""
     ours_training = (
         f"the 795 labeled training images, less the validation scenes ({params.preprocess.val_fraction:.0%})"

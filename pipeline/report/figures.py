@@ -28,7 +28,7 @@ HOLE_COLOUR = "black"  # ground-truth holes: transparent pixels over a black axe
 
 def save_png(fig: Figure, path: Path) -> Path:
     """Writes `fig` as a PNG (white background, `DPI`) and returns the path."""
-    fig.savefig(path, format="png", dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.1)
+    fig.savefig(path, format="png", dpi=DPI, facecolor="white")  # constrained layout keeps labels inside
     return path
 
 
@@ -68,7 +68,7 @@ def plot_training_curves(log: pd.DataFrame) -> Figure:
     for ax, name, colour in zip(axes[1:], ("abs_rel", "rmse", "delta1"), ("C2", "C3", "C4"), strict=True):
         best = "max" if name == "delta1" else "min"
         _plot_series(ax, epoch, log[f"val_{name}"], name, best=best, color=colour)
-        _style(ax, f"Validation {metric_label(name)}", "epoch")
+        _style(ax, f"Validation {metric_label(name)}", "epoch", "m" if name == "rmse" else "")
     for ax in axes:
         ax.xaxis.get_major_locator().set_params(integer=True)
     return fig
@@ -129,6 +129,7 @@ def plot_qualitative_grid(
     fig_w = 11.0
     image_h = (fig_w - 1.4) / 4 * h / w
     fig = Figure(figsize=(fig_w, k * (image_h + 0.08) + 1.1), layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.08)  # the default pad clips the colour-bar labels' descenders
     axes = np.asarray(fig.subplots(k, 4, squeeze=False))
     vmax = depth_vmax(gt, pred, max_depth)
     depth_cmap, err_cmap = _cmap(DEPTH_CMAP), _cmap(ERROR_CMAP)

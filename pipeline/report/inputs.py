@@ -89,10 +89,15 @@ def _read_json(path: Path, writer: str) -> Any:
 def read_metrics(path: Path) -> dict[str, Any]:
     """metrics.json, checked for the nine metrics, the baseline's nine, protocol and source."""
     m = _read_json(path, "evaluate")
-    keys = [*METRIC_NAMES, "baseline", "protocol", "source", "n_images"]
-    missing = [k for k in keys if not isinstance(m, dict) or k not in m]
-    missing += [f"baseline.{k}" for k in METRIC_NAMES if "baseline" not in missing and k not in m["baseline"]]
-    missing += [f"protocol.{k}" for k in PROTOCOL_KEYS if "protocol" not in missing and k not in m["protocol"]]
+    if not isinstance(m, dict):
+        raise PipelineError(f"report: {path} must hold a JSON object; re-run 'evaluate'")
+    missing = [k for k in (*METRIC_NAMES, "baseline", "protocol", "source", "n_images") if k not in m]
+    for section, keys in (("baseline", METRIC_NAMES), ("protocol", PROTOCOL_KEYS)):
+        inner = m.get(section)
+        if isinstance(inner, dict):
+            missing += [f"{section}.{k}" for k in keys if k not in inner]
+        elif section not in missing:
+            missing.append(f"{section} (as an object)")
     if missing:
         raise PipelineError(f"report: {path} lacks key(s) {', '.join(missing)}; re-run 'evaluate'")
     return m

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pipeline.report.tables import MISSING, Table, metric_label
+from pipeline.report.tables import MISSING, Table, fmt, metric_label
 
 # The columns every paper here reports; the other metrics are not reported by all.
 PUBLISHED_METRICS = ("delta1", "abs_rel", "rmse")
@@ -123,7 +123,7 @@ def published_table(ours: dict[str, float], ours_training: str, ours_protocol: s
 
 
 def _row(method: str, citation: str, status: str, metrics: dict[str, float], data: str, protocol: str) -> dict:
-    values = {metric_label(m): f"{metrics[m]:.3f}" if m in metrics else MISSING for m in PUBLISHED_METRICS}
+    values = {metric_label(m): fmt(metrics.get(m)) for m in PUBLISHED_METRICS}
     return {
         "Method": method,
         "Citation": citation,

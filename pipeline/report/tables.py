@@ -63,7 +63,9 @@ def headline_table(metrics: dict[str, Any]) -> Table:
     frame = pd.DataFrame([{"": name, **{metric_label(m): fmt(v[m]) for m in METRIC_NAMES}} for name, v in rows.items()])
     bold = set()
     for m in METRIC_NAMES:
-        ours, base = float(metrics[m]), float(metrics["baseline"][m])
+        ours, base = metrics[m], metrics["baseline"][m]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (ours, base)):
+            continue  # a NaN/null metric (e.g. no valid pixel) is shown as '–' and never bold
         if _better(m, ours, base):
             bold.add((0, metric_label(m)))
         elif _better(m, base, ours):

@@ -9,10 +9,11 @@ broken) would otherwise stall every later call, and tracking is never worth that
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,24 +34,20 @@ MAX_PARAM_CHARS = 6000  # longer values are rejected by the store
 MAX_TAG_CHARS = 5000
 
 MODEL_README = """\
-model.pt: the U-Net checkpoint of this run (a dict of plain types and tensors:
-`state_dict`, `model_config`, `rgb_mean`, `rgb_std`, `params`, `epoch`, `val_metrics`).
-It is not an MLflow flavour: MLflow's pt2 export would fix the input size.
+{name}: the U-Net checkpoint of this run, saved by pipeline.model.save_model: a dict of
+plain types and tensors (`format_version`, `state_dict`, `model_config`, `rgb_mean`,
+`rgb_std`, `params`, `epoch`, `val_metrics`, ...) that loads with weights_only=True.
+It is not an MLflow model flavour: MLflow's pt2 export would fix the input size.
 
-Load it, from a checkout of the pipeline's repository:
+Load it from a checkout of the pipeline's repository (any input size the U-Net accepts):
 
     from pipeline.model import load_model
-    model, meta = load_model("model.pt", map_location="cpu")  # (B,3,H,W) RGB in [0,1] -> (B,1,H,W) metres
-    model.eval()
+    model, meta = load_model("{name}", map_location="cpu")  # in eval mode
+    depth = model(rgb)  # rgb (B,3,H,W) in [0,1] -> depth (B,1,H,W) in metres
 
-Download it: mlflow artifacts download -r {run_id} -a model -d .
-sha256 of model.pt: {sha256}
+Download: mlflow artifacts download -r {run_id} -a model -d .
+sha256 of {name}: {sha256}
 """
-
-
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def _as_float(value: Any) -> float | None:
@@ -61,6 +58,24 @@ def _as_float(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _never_raises(method: Callable[..., None]) -> Callable[..., None]:
+    """Makes a Tracker method a no-op once disabled, and turns any error into one warning."""
+
+    @functools.wraps(method)
+    def wrapper(self: Tracker, *args: Any, **kwargs: Any) -> None:
+        if self._client is None:
+            return
+        try:
+            method(self, *args, **kwargs)
+        except Exception as e:
+            self._client = None  # a store that failed once would stall or fail every later call
+            if not self._warned:
+                self._warned = True
+                warn_unavailable(self._uri or "?", e, f"{method.__name__.lstrip('_')}()")
+
+    return wrapper
 
 
 class Tracker:
@@ -92,22 +107,13 @@ class Tracker:
         """Whether calls still reach MLflow (False once disabled or after a failure)."""
         return self._client is not None
 
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Runs one MLflow call; on failure warns once and turns this tracker into a no-op."""
-        if self._client is None:
-            return None
-        try:
-            return fn(*args, **kwargs)
-        except Exception as e:
-            self._client = None
-            if not self._warned:
-                self._warned = True
-                warn_unavailable(self._uri or "?", e, what)
-            return None
+    def _log_batch(self, size: int, **batch: list) -> None:
+        """One `log_batch` request per `size` items of the single list in `batch`."""
+        ((kind, items),) = batch.items()
+        for i in range(0, len(items), size):
+            self._client.log_batch(self._run_id, **{kind: items[i : i + size]})
 
-    def _log_batch(self, what: str, **batch: list) -> None:
-        self._call(what, lambda: self._client.log_batch(self._run_id, **batch))
-
+    @_never_raises
     def log_params(self, flat: dict[str, Any]) -> None:
         """Logs params (dotted keys), skipping secret-looking ones and ones already logged.
 
@@ -120,21 +126,18 @@ class Tracker:
         if dropped:
             log.warning("not logging %d secret-looking param(s) to MLflow: %s", len(dropped), ", ".join(dropped))
         values = {k: str(v)[:MAX_PARAM_CHARS] for k, v in kept.items()}
-        run = self._call("read the run's params", lambda: self._client.get_run(self._run_id))
-        if run is None:
-            return
-        existing = run.data.params
+        existing = self._client.get_run(self._run_id).data.params
         changed = sorted(k for k, v in values.items() if k in existing and existing[k] != v)
         if changed:
             log.warning("MLflow params are immutable; keeping the run's first value of: %s", ", ".join(changed))
-        new = [Param(k, v) for k, v in values.items() if k not in existing]
-        for chunk in _chunks(new, MAX_PARAMS_PER_BATCH):
-            self._log_batch("log params", params=chunk)
+        self._log_batch(MAX_PARAMS_PER_BATCH, params=[Param(k, v) for k, v in values.items() if k not in existing])
 
+    @_never_raises
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         """Logs metrics at one step (MLflow's default step 0 when None); non-numbers are skipped."""
         self._log_metric_rows([(step or 0, metrics)])
 
+    @_never_raises
     def log_metrics_history(self, rows: list[dict[str, Any]], step_key: str = "epoch") -> None:
         """Logs every value of every row with `step=row[step_key]`, in as few requests as possible.
 
@@ -150,19 +153,17 @@ class Tracker:
     def _log_metric_rows(self, rows: list[tuple[int, dict[str, Any]]]) -> None:
         from mlflow.entities import Metric
 
-        if self._client is None:
-            return
         now_ms = int(time.time() * 1000)
-        metrics = []
-        for step, values in rows:
-            for key, value in values.items():
-                x = _as_float(value)
-                if x is not None:  # NaN is kept: a diverged loss is worth seeing
-                    metrics.append(Metric(key, x, now_ms, step))
-        # One request per 1000 values: per-value requests take minutes on sqlite.
-        for chunk in _chunks(metrics, MAX_METRICS_PER_BATCH):
-            self._log_batch("log metrics", metrics=chunk)
+        metrics = [
+            Metric(key, x, now_ms, step)
+            for step, values in rows
+            for key, value in values.items()
+            if (x := _as_float(value)) is not None  # NaN is kept: a diverged loss is worth seeing
+        ]
+        # One request per 1000 values: one request per value takes minutes on sqlite.
+        self._log_batch(MAX_METRICS_PER_BATCH, metrics=metrics)
 
+    @_never_raises
     def set_tags(self, tags: dict[str, Any]) -> None:
         """Sets run tags (values as strings); secret-looking ones are dropped."""
         from mlflow.entities import RunTag
@@ -171,41 +172,37 @@ class Tracker:
         if dropped:
             log.warning("not setting %d secret-looking tag(s) in MLflow: %s", len(dropped), ", ".join(dropped))
         items = [RunTag(k, str(v)[:MAX_TAG_CHARS]) for k, v in kept.items() if v is not None]
-        for chunk in _chunks(items, MAX_TAGS_PER_BATCH):
-            self._log_batch("set tags", tags=chunk)
+        self._log_batch(MAX_TAGS_PER_BATCH, tags=items)
 
+    @_never_raises
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Copies one file into the run's artifacts (under `artifact_path` if given)."""
-        if self._client is None:
-            return
         if not Path(path).is_file():
             log.warning("MLflow: artifact %s is not a file; not logged", path)
             return
-        self._call(f"log artifact {path}", self._client.log_artifact, self._run_id, str(path), artifact_path)
+        self._client.log_artifact(self._run_id, str(path), artifact_path)
 
+    @_never_raises
     def log_artifacts(self, dir: str | Path, artifact_path: str | None = None) -> None:
         """Copies a folder's contents into the run's artifacts (under `artifact_path` if given)."""
-        if self._client is None:
-            return
         if not Path(dir).is_dir():
             log.warning("MLflow: artifact folder %s does not exist; not logged", dir)
             return
-        self._call(f"log artifacts {dir}", self._client.log_artifacts, self._run_id, str(dir), artifact_path)
+        self._client.log_artifacts(self._run_id, str(dir), artifact_path)
 
+    @_never_raises
     def log_model(self, model_path: str | Path) -> None:
         """Logs the checkpoint as `model/<name>` plus `model/README.txt` on how to load it."""
-        if self._client is None:
-            return
         if not Path(model_path).is_file():
             log.warning("MLflow: model %s is not a file; not logged", model_path)
             return
         digest = sha256_file(model_path)
-        self.log_artifact(model_path, "model")
+        self._client.log_artifact(self._run_id, str(model_path), "model")
         with tempfile.TemporaryDirectory() as tmp:
             readme = Path(tmp) / "README.txt"
-            readme.write_text(MODEL_README.format(run_id=self._run_id, sha256=digest))
-            self.log_artifact(readme, "model")
-        self.set_tags({"model_sha256": digest})
+            readme.write_text(MODEL_README.format(name=Path(model_path).name, run_id=self._run_id, sha256=digest))
+            self._client.log_artifact(self._run_id, str(readme), "model")
+        self._client.set_tag(self._run_id, "model_sha256", digest)
 
     def write_run_id(self, path: str | Path) -> None:
         """Writes `{"run_id", "experiment_id", "tracking_uri"}` JSON atomically (nulls when disabled).
@@ -225,9 +222,12 @@ class Tracker:
 
     def end(self, status: str = "FINISHED") -> None:
         """Marks the run FINISHED (or FAILED / KILLED); later calls do nothing."""
-        if self._client is not None:
-            self._call("end the run", self._client.set_terminated, self._run_id, status)
+        self._end(status)
         self._client = None
+
+    @_never_raises
+    def _end(self, status: str) -> None:
+        self._client.set_terminated(self._run_id, status)
 
     def __enter__(self) -> Tracker:
         return self

@@ -92,7 +92,8 @@ def load_resumable(path: str | Path, fingerprint: dict[str, Any], epochs: int) -
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for a damaged or foreign file
-        raise PipelineError(f"{path}: unreadable checkpoint ({e}); delete it to start training afresh") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise PipelineError(f"{path}: unreadable checkpoint ({first}); delete it to start training afresh") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
         log.info("%s: not a format-%d resume checkpoint; starting fresh", path, FORMAT_VERSION)
         return None

@@ -86,7 +86,13 @@ def _load_data(params: Params, paths: TrainPaths, device: torch.device) -> tuple
     return train_split, val_split, summary
 
 
-def _build_trainer(params: Params, summary: dict, device: torch.device, ctx: DistContext, steps: int) -> Trainer:
+def build_trainer(params: Params, summary: dict, device: torch.device, ctx: DistContext, steps: int) -> Trainer:
+    """Model (on `device`, maybe DDP-wrapped and compiled), optimiser, per-step schedule and loss.
+
+    Args:
+        summary: the processed data's summary (its `rgb_mean`/`rgb_std` go into the model).
+        steps: optimiser steps per epoch, for the schedule.
+    """
     tp = params.train
     net = UNet(UNetConfig.from_params(params.model), summary["rgb_mean"], summary["rgb_std"]).to(device)
     # channels_last lets cuDNN use its NHWC tensor-core kernels; the CPU keeps NCHW.
@@ -266,7 +272,7 @@ def _train(params: Params, root: Path, tracker: Any, ctx: DistContext, device: t
         raise PipelineError(f"params: train.batch_size {tp.batch_size} x {ctx.world_size} rank(s) is more than the "
                             f"{len(train_split)} training images; lower train.batch_size")  # fmt: skip
     seed_everything(tp.seed)  # the model's initial weights
-    tr = _build_trainer(params, summary, device, ctx, steps)
+    tr = build_trainer(params, summary, device, ctx, steps)
     gens = {"shuffle": torch.Generator(device=device), "augment": torch.Generator(device=device)}
     fingerprint = ckpt_io.training_fingerprint(params, sha256_file(paths.processed / "summary.json"))
     ckpt = ckpt_io.load_resumable(paths.last, fingerprint, tp.epochs)

@@ -1,0 +1,112 @@
+"""Training-loop throughput against a bare optimiser step (run on demand; not a test).
+
+    python benchmarks/train_throughput.py                       # params.yaml model and batch, 240x320
+    python benchmarks/train_throughput.py --base-channels 8 --batch-size 8 --repeats 3
+
+Times the real epoch loop (`pipeline.train.loop.train_epoch`: gather from the device-
+resident split, augmentation, step, loss accumulation, progress bar) on a synthetic
+in-memory dataset, and a bare forward+backward+optimiser step on one batch already in
+memory, on the current device. Their ratio is the loop's efficiency: ~1 means the data
+path costs nothing next to the model. Each is timed `--repeats` times, interleaved, and
+the fastest kept (other load on the machine only ever slows a run down). The last line
+printed is a JSON object: device, loop_images_per_s, bare_images_per_s, ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from pipeline.config import load_params  # noqa: E402
+from pipeline.train.device_data import augment, epoch_batches, gather_batch, to_device_split  # noqa: E402
+from pipeline.train.distributed import DistContext, resolve_device  # noqa: E402
+from pipeline.train.engine import build_trainer  # noqa: E402
+from pipeline.train.loop import Trainer, optimise, train_epoch  # noqa: E402
+from pipeline.train.seeding import configure_determinism, seed_everything  # noqa: E402
+
+
+def _args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml", help="params file (model/train defaults)")
+    ap.add_argument("--batch-size", type=int, help="default: train.batch_size")
+    ap.add_argument("--base-channels", type=int, help="default: model.base_channels")
+    ap.add_argument("--depth", type=int, help="default: model.depth")
+    ap.add_argument("--height", type=int, default=240)
+    ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--images", type=int, default=64, help="synthetic training images (one epoch)")
+    ap.add_argument("--epochs", type=int, default=1, help="timed loop epochs per repeat")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default=None, help="auto | cuda | mps | cpu (default: train.device)")
+    ap.add_argument("--no-augment", action="store_true")
+    return ap.parse_args()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_loop(tr: Trainer, data, batch: int, epochs: int, augment_on: bool, gen: torch.Generator) -> float:
+    """Images/s of the real epoch loop."""
+    ctx = DistContext()
+    images, seconds = 0, 0.0
+    for _ in range(epochs):
+        stats = train_epoch(tr, data, epoch_batches(len(data), batch, ctx, gen), gen, ctx, 0, augment_on)
+        images, seconds = images + stats.images, seconds + stats.seconds
+    return images / seconds
+
+
+def _time_bare(tr: Trainer, rgb: torch.Tensor, depth: torch.Tensor, steps: int) -> float:
+    """Images/s of forward+backward+step on one batch that is ready on the device."""
+    tr.model.train()
+    _sync(tr.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = optimise(tr, rgb, depth)
+    loss.item()  # waits for the device, like the loop's final sync
+    return steps * rgb.shape[0] / (time.perf_counter() - start)
+
+
+def main() -> None:
+    a = _args()
+    params = load_params(a.params)
+    model = dataclasses.replace(params.model, **{k: v for k, v in
+                                (("base_channels", a.base_channels), ("depth", a.depth)) if v is not None})  # fmt: skip
+    tp = dataclasses.replace(params.train, batch_size=a.batch_size or params.train.batch_size,
+                             device=a.device or params.train.device)  # fmt: skip
+    params = dataclasses.replace(params, model=model, train=tp,
+                                 preprocess=dataclasses.replace(params.preprocess, height=a.height, width=a.width))  # fmt: skip
+    device = resolve_device(tp.device)
+    configure_determinism(tp.deterministic, device)
+    seed_everything(tp.seed)
+    g = torch.Generator().manual_seed(0)
+    rgb_host = torch.randint(0, 256, (a.images, a.height, a.width, 3), dtype=torch.uint8, generator=g)
+    depth_host = 0.5 + 9 * torch.rand(a.images, a.height, a.width, generator=g)
+    data = to_device_split(rgb_host, depth_host, device)
+    steps = len(data) // tp.batch_size
+    tr = build_trainer(params, {"rgb_mean": [0.5] * 3, "rgb_std": [0.25] * 3}, device, DistContext(), steps)
+    gen = torch.Generator(device=device).manual_seed(0)
+    rgb, depth = augment(*gather_batch(data, torch.arange(tp.batch_size, device=device)), gen)
+    print(f"device {device}; model base_channels {model.base_channels} depth {model.depth}; "
+          f"{a.height}x{a.width}, batch {tp.batch_size}, {steps} steps/epoch; amp {tr.amp}", flush=True)  # fmt: skip
+    _time_bare(tr, rgb, depth, 2)  # warm-up: allocator, cuDNN autotuning, compile
+    loop, bare = [], []
+    for r in range(a.repeats):
+        loop.append(_time_loop(tr, data, tp.batch_size, a.epochs, not a.no_augment, gen))
+        bare.append(_time_bare(tr, rgb, depth, steps * a.epochs))
+        print(f"repeat {r + 1}: loop {loop[-1]:.2f} img/s, bare {bare[-1]:.2f} img/s", flush=True)
+    result = {"device": str(device), "loop_images_per_s": round(max(loop), 3),
+              "bare_images_per_s": round(max(bare), 3), "ratio": round(max(loop) / max(bare), 4)}  # fmt: skip
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

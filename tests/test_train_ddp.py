@@ -1,0 +1,57 @@
+"""Multi-process training: `torchrun --nproc_per_node 2 -m stages.train` on the CPU (gloo).
+
+With no randomness in the step (no augmentation, dropout or batch statistics), 2 ranks
+x batch 2 must train the same weights as 1 process x batch 4: each rank takes its half
+of every global batch and DDP averages the gradients.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pipeline.train import train
+from tests.train_helpers import REPO, load_last, make_root, tiny_params, tiny_raw
+
+NO_RANDOMNESS = {"model": {"norm": "none", "dropout": 0.0}, "train": {"augment": False, "epochs": 2}}
+
+
+def _torchrun(root: Path, nproc: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env.pop("DVC_ROOT", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "stages.train"]  # fmt: skip
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_train_like_one_process_with_the_global_batch(tmp_path: Path) -> None:
+    sections = {k: dict(v) for k, v in NO_RANDOMNESS.items()}
+    ddp_root = make_root(tmp_path / "ddp", n_train=8, n_val=3)
+    raw = tiny_raw(**{**sections, "train": {**sections["train"], "batch_size": 2}})
+    (ddp_root / "params.yaml").write_text(yaml.safe_dump(raw))
+    proc = _torchrun(ddp_root, nproc=2)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "world size 2: global batch 4 (2 per rank)" in proc.stderr
+    assert "not scaled with the global batch" in proc.stderr
+
+    single_root = make_root(tmp_path / "single", n_train=8, n_val=3)
+    train(tiny_params(**{**sections, "train": {**sections["train"], "batch_size": 4}}), single_root)
+
+    ddp, single = load_last(ddp_root), load_last(single_root)
+    lines = (ddp_root / raw["paths"]["train_log"]).read_text().splitlines()
+    assert [line.split("\t")[0] for line in lines[1:]] == ["1", "2"]  # written once, by rank 0
+    assert not list(ddp_root.rglob("*.tmp"))
+    for k, v in single["model"].items():
+        torch.testing.assert_close(ddp["model"][k], v, rtol=1e-4, atol=1e-6, msg=f"{k} differs")
+    for row_ddp, row_single in zip(ddp["history"], single["history"], strict=True):
+        # Validation is sharded over ranks (2 + 1 images) and summed: same means as one process.
+        for key in ("train_loss", "val_loss", "val_abs_rel", "val_delta1", "val_rmse"):
+            assert row_ddp[key] == pytest.approx(row_single[key], rel=1e-4), key
+    assert (ddp_root / raw["paths"]["model"]).is_file()
