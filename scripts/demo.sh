@@ -33,7 +33,7 @@ if [ -z "$(git rev-parse --verify -q HEAD 2>/dev/null)" ]; then
 fi
 
 # Create the MLflow store and experiment once, before any stage writes to it.
-python -c "from pipeline.config import load_params; from pipeline import tracking; tracking.init_store(load_params(), '.')" || echo "make demo: MLflow store not initialised; continuing without it" >&2
+python -m pipeline.tracking params.yaml || echo "make demo: MLflow store not initialised; continuing without it" >&2
 
 # DEMO_EXTRA: more overrides, space-separated (the tests use it to shrink the demo further).
 read -ra extra <<< "${DEMO_EXTRA:-}"

@@ -93,8 +93,7 @@ def test_eval_param_change_reruns_only_evaluate_and_report(repo: Path):
 
 def test_queued_pair_with_two_workers_loses_nothing(repo: Path):
     env = project_env(repo)
-    run(["python", "-c", "from pipeline.config import load_params; from pipeline import tracking; "
-         "tracking.init_store(load_params(), '.')"], repo, env)  # fmt: skip
+    run(["python", "-m", "pipeline.tracking"], repo, env)
     names = ["q-lam-025", "q-lam-075"]
     for name, lam in zip(names, ("0.25", "0.75"), strict=True):
         run(["dvc", "exp", "run", "--queue", "-n", name, *set_args([*TINY_SET, f"loss.lambda={lam}"])], repo, env)

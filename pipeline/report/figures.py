@@ -28,7 +28,9 @@ HOLE_COLOUR = "black"  # ground-truth holes: transparent pixels over a black axe
 
 def save_png(fig: Figure, path: Path) -> Path:
     """Writes `fig` as a PNG (white background, `DPI`) and returns the path."""
-    fig.savefig(path, format="png", dpi=DPI, facecolor="white")  # constrained layout keeps labels inside
+    # A tight box costs a second draw, but the image grid's fixed aspect ratios can push the
+    # colour-bar labels past the figure's edge, which constrained layout alone does not prevent.
+    fig.savefig(path, format="png", dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.08)
     return path
 
 
@@ -129,7 +131,6 @@ def plot_qualitative_grid(
     fig_w = 11.0
     image_h = (fig_w - 1.4) / 4 * h / w
     fig = Figure(figsize=(fig_w, k * (image_h + 0.08) + 1.1), layout="constrained")
-    fig.get_layout_engine().set(h_pad=0.08)  # the default pad clips the colour-bar labels' descenders
     axes = np.asarray(fig.subplots(k, 4, squeeze=False))
     vmax = depth_vmax(gt, pred, max_depth)
     depth_cmap, err_cmap = _cmap(DEPTH_CMAP), _cmap(ERROR_CMAP)
@@ -186,7 +187,9 @@ def plot_error_by_depth(error_by_depth: pd.DataFrame) -> Figure:
     top.set_ylabel(metric_label("abs_rel"), color="C2")
     right.spines[["top"]].set_visible(False)
     handles = top.get_lines() + right.get_lines()
-    top.legend(handles, [h.get_label() for h in handles], frameon=False, loc="upper left")
+    right.legend(handles, [h.get_label() for h in handles], loc="upper left", framealpha=0.9, edgecolor="none")
+    top.set_ylim(bottom=0)  # errors from 0, so bins compare by ratio, not by an offset axis
+    right.set_ylim(bottom=0)
     scale, unit = _count_unit(float(df["n_pixels"].max()))
     bottom.bar(centre, df["n_pixels"] / scale, width=width, color="C0", alpha=0.7)
     _style(bottom, "", "ground-truth depth (m)", f"pixels{unit}")

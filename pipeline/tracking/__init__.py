@@ -9,7 +9,13 @@
 `dvc queue start -j N`), see `init_store`.
 """
 
-from pipeline.tracking.redact import redact_uri
+import os
+
+# MLflow 3 phones home with usage telemetry unless told not to; a research pipeline
+# should not (and offline machines would only wait on it). A user's own setting wins.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from pipeline.tracking.redact import redact_uri  # noqa: E402
 from pipeline.tracking.runs import resume_run, start_run
 from pipeline.tracking.store import init_store, tracking_uri
 from pipeline.tracking.tracker import Tracker
