@@ -69,8 +69,10 @@ def write_inputs(root: Path, params: Params, k: int = 3, size: tuple[int, int] =
         **_metrics(rng),
         "baseline": _metrics(rng, worse=2.0),
         "n_images": 12,
+        "baseline_depth": 2.61,
+        "baseline_source": "median training depth",
         "protocol": {"gt": "raw", "crop": "eigen", "flip_tta": False, "min_depth": 0.001, "max_depth": 10.0,
-                     "resolution": [480, 640]},
+                     "train_resolution": [240, 320], "eval_resolution": [480, 640]},
         "source": params.data.source,
         "mlflow_run_id": "abc123",
         "device": "cpu (test)",
@@ -182,6 +184,8 @@ def test_headline_table_shows_model_and_baseline_values(built):
         row = next(line for line in md.splitlines() if line.startswith(f"| {row_name} |"))
         cells = [c.strip().strip("*") for c in row.strip("|").split("|")][1:]
         assert cells == [fmt(values[m]) for m in METRIC_NAMES]
+    assert "predicts 2.61 m for every pixel" in md  # baseline_depth from metrics.json
+    assert "12 test images at 480×640" in md and "trained at 240×320" in md
     page = written["report_html"].read_text(encoding="utf-8")
     for m in METRIC_NAMES:
         assert fmt(metrics[m]) in page and fmt(metrics["baseline"][m]) in page
@@ -196,12 +200,15 @@ def test_published_results_shown_for_nyudv2(built):
             assert r.citation in text and f"{r.metrics['delta1']:.3f}" in text
 
 
-def test_no_examples_kept_still_builds(tmp_path):
+def test_no_examples_and_null_metrics_still_build(tmp_path):
     params = make_params()
-    write_inputs(tmp_path, params, k=0)
+    metrics = write_inputs(tmp_path, params, k=0)
+    metrics["abs_rel"] = metrics["baseline"]["silog"] = None  # evaluate writes null for a NaN mean
+    (tmp_path / params.paths.metrics).write_text(json.dumps(metrics))
     written = build_report(params, tmp_path)
     assert len(written["figures"]) == 3
-    assert "eval.n_examples" in written["report_md"].read_text(encoding="utf-8")
+    md = written["report_md"].read_text(encoding="utf-8")
+    assert "eval.n_examples" in md and "**AbsRel = –**" in md
 
 
 INPUTS = ("metrics", "per_image", "per_scene_type", "error_by_depth", "predictions", "train_log", "run_id")
@@ -297,9 +304,9 @@ def test_log_to_mlflow_logs_report_and_ends_run(built, monkeypatch):
     log_to_mlflow(params, root, written)
     assert seen["path"] == root / params.paths.run_id
     assert calls == [
-        ("file", "report.html", "report"),
-        ("file", "report.md", "report"),
-        ("dir", "figures", "report/figures"),
+        ("file", "report.html", None),
+        ("file", "report.md", None),
+        ("dir", "figures", "figures"),
         ("end",),
     ]
 

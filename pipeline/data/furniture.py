@@ -8,10 +8,21 @@ places 2-5 items per room against walls (or free-standing) without overlaps.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.data.scenes import Box, Material, jitter_colour
+from pipeline.data.textures import Material, jitter_colour
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned furniture part."""
+
+    lo: tuple[float, float, float]
+    hi: tuple[float, float, float]
+    material: Material
+
 
 Part = tuple[tuple[float, float, float], tuple[float, float, float], Material]  # local (u, y, v) lo, hi
 Rng = np.random.Generator
@@ -109,7 +120,9 @@ def kitchen_counter(rng: Rng) -> list[Part]:
 
 
 def fridge(rng: Rng) -> list[Part]:
-    return [_p(0, 0, 0, 0.7, rng.uniform(1.7, 1.9), 0.7, _pick(rng, ((0.9, 0.9, 0.9), (0.6, 0.62, 0.64)), "doors", 1.2))]
+    return [
+        _p(0, 0, 0, 0.7, rng.uniform(1.7, 1.9), 0.7, _pick(rng, ((0.9, 0.9, 0.9), (0.6, 0.62, 0.64)), "doors", 1.2))
+    ]
 
 
 def dining_set(rng: Rng) -> list[Part]:
@@ -127,7 +140,11 @@ def coffee_table(rng: Rng) -> list[Part]:
 
 def office_chair(rng: Rng) -> list[Part]:
     m = _pick(rng, ((0.1, 0.1, 0.12), (0.3, 0.32, 0.4)), "fabric")
-    return [_p(0.2, 0, 0.2, 0.3, 0.45, 0.3, _DARK), _p(0, 0.45, 0, 0.5, 0.53, 0.5, m), _p(0, 0.53, 0.44, 0.5, 1.0, 0.5, m)]
+    return [
+        _p(0.2, 0, 0.2, 0.3, 0.45, 0.3, _DARK),
+        _p(0, 0.45, 0, 0.5, 0.53, 0.5, m),
+        _p(0, 0.53, 0.44, 0.5, 1.0, 0.5, m),
+    ]
 
 
 def bathtub(rng: Rng) -> list[Part]:
@@ -141,7 +158,10 @@ def toilet(rng: Rng) -> list[Part]:
 
 def sink(rng: Rng) -> list[Part]:
     w = rng.uniform(0.6, 1.0)
-    return [_p(0, 0, 0, w, 0.82, 0.5, _pick(rng, _WOODS + _PAINTS, "doors", 0.5)), _p(0, 0.82, 0, w, 0.88, 0.52, _WHITE)]
+    return [
+        _p(0, 0, 0, w, 0.82, 0.5, _pick(rng, _WOODS + _PAINTS, "doors", 0.5)),
+        _p(0, 0.82, 0, w, 0.88, 0.52, _WHITE),
+    ]
 
 
 # name -> (builder, free-standing?)
@@ -181,7 +201,11 @@ def _clutter(rng: Rng, parts: list[Part]) -> list[Part]:
         if not (0.4 <= top <= 1.3 and w > 0.35 and d > 0.3 and m.pattern in _SURFACES):
             continue
         for _ in range(rng.integers(0, 4)):
-            sw, sd, sh = rng.uniform(0.06, min(0.35, w / 2)), rng.uniform(0.06, min(0.3, d / 2)), rng.uniform(0.04, 0.35)
+            sw, sd, sh = (
+                rng.uniform(0.06, min(0.35, w / 2)),
+                rng.uniform(0.06, min(0.3, d / 2)),
+                rng.uniform(0.04, 0.35),
+            )
             u, v = rng.uniform(lo[0], hi[0] - sw), rng.uniform(lo[2], hi[2] - sd)
             m = Material(jitter_colour(rng, tuple(rng.uniform(0.1, 0.9, 3)), 0.0), "flat")
             out.append(((u, top, v), (u + sw, top + sh, v + sd), m))
@@ -204,7 +228,12 @@ def _to_world(parts: list[Part], mode: int, s: float, size: tuple, free_at: tupl
 
 
 def _footprint(boxes: list[Box]) -> tuple[float, float, float, float]:
-    return min(b.lo[0] for b in boxes), min(b.lo[2] for b in boxes), max(b.hi[0] for b in boxes), max(b.hi[2] for b in boxes)
+    return (
+        min(b.lo[0] for b in boxes),
+        min(b.lo[2] for b in boxes),
+        max(b.hi[0] for b in boxes),
+        max(b.hi[2] for b in boxes),
+    )
 
 
 def _place(rng: Rng, parts: list[Part], free: bool, size: tuple, taken: list[tuple]) -> list[Box] | None:

@@ -9,12 +9,15 @@ face is the hit); furniture boxes use the slab test, one box at a time over all 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
-from pipeline.data.scenes import CameraPose, SceneSpec
 from pipeline.data.textures import albedo
+
+if TYPE_CHECKING:  # scenes imports this module (camera sampling traces depth)
+    from pipeline.data.scenes import CameraPose, SceneSpec
 
 # NYUDv2 toolbox camera_params.m: RGB intrinsics of the Kinect.
 FX, FY, CX, CY = 518.8579, 519.4696, 325.5824, 253.7362

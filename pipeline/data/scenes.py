@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.data.furniture import Box, sample_furniture
+from pipeline.data.render import trace_depth
+from pipeline.data.textures import Material, jitter_colour
+
 SCENE_TYPES = ("bedroom", "kitchen", "living_room", "bathroom", "dining_room", "office")
 # Rough NYUDv2 frequencies (383 bedroom, 225 kitchen, 221 living room, 121 bathroom, ...).
 _TYPE_WEIGHTS = np.array([0.30, 0.18, 0.18, 0.12, 0.11, 0.11])
@@ -27,24 +31,6 @@ _ROOM_SIZES = {
     "office": ((4.0, 7.0), (4.5, 9.0)),
 }
 MIN_DEPTH = 0.8  # metres: a camera pose must see nothing nearer (Kinect's near limit is ~0.5)
-
-
-@dataclass(frozen=True)
-class Material:
-    """Surface appearance: a base colour (0..1 RGB albedo) and a procedural pattern."""
-
-    colour: tuple[float, float, float]
-    pattern: str = "flat"  # see pipeline.data.textures.PATTERNS
-    scale: float = 0.2  # metres: the pattern's period (plank width, tile size, shelf height)
-
-
-@dataclass(frozen=True)
-class Box:
-    """An axis-aligned furniture part."""
-
-    lo: tuple[float, float, float]
-    hi: tuple[float, float, float]
-    material: Material
 
 
 @dataclass(frozen=True)
@@ -90,12 +76,6 @@ class CameraPose:
     pitch: float  # radians
     roll: float  # radians
     noise_seed: int  # sensor noise and Kinect holes of this frame
-
-
-def jitter_colour(rng: np.random.Generator, base: tuple[float, float, float], jitter: float = 0.06) -> tuple:
-    """`base` with random brightness (sd `jitter`) and a slighter random tint, kept in 0.03..0.97."""
-    c = np.asarray(base) * (1 + rng.normal(0, jitter)) + rng.normal(0, jitter / 3, 3)
-    return tuple(float(v) for v in np.clip(c, 0.03, 0.97))
 
 
 def _room_materials(rng: np.random.Generator, scene_type: str) -> tuple[Material, Material, Material]:
@@ -181,8 +161,6 @@ def sample_scene(rng: np.random.Generator, scene_id: int, scene_type: str | None
         scene_id: 0-based scene number, for the name.
         scene_type: one of SCENE_TYPES, or None to draw one.
     """
-    from pipeline.data.furniture import sample_furniture  # furniture imports this module's types
-
     if scene_type is None:
         scene_type = SCENE_TYPES[rng.choice(len(SCENE_TYPES), p=_TYPE_WEIGHTS / _TYPE_WEIGHTS.sum())]
     (w0, w1), (d0, d1) = _ROOM_SIZES[scene_type]
@@ -243,8 +221,6 @@ def sample_camera(rng: np.random.Generator, scene: SceneSpec, tries: int = 50) -
 
     Falls back to the pose with the farthest nearest point if no try succeeds.
     """
-    from pipeline.data.render import trace_depth  # render imports this module's types
-
     best, best_near = None, -1.0
     for _ in range(tries):
         pose = _candidate_pose(rng, scene)

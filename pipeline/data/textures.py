@@ -9,10 +9,25 @@ Noise is a hash of integer lattice points, so a texture is a pure function of
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.data.scenes import Material
+
+@dataclass(frozen=True)
+class Material:
+    """Surface appearance: a base colour (0..1 RGB albedo) and a procedural pattern."""
+
+    colour: tuple[float, float, float]
+    pattern: str = "flat"  # a key of PATTERNS
+    scale: float = 0.2  # metres: the pattern's period (plank width, tile size, shelf height)
+
+
+def jitter_colour(rng: np.random.Generator, base: tuple[float, float, float], jitter: float = 0.06) -> tuple:
+    """`base` with random brightness (sd `jitter`) and a slighter random tint, kept in 0.03..0.97."""
+    c = np.asarray(base) * (1 + rng.normal(0, jitter)) + rng.normal(0, jitter / 3, 3)
+    return tuple(float(v) for v in np.clip(c, 0.03, 0.97))
+
 
 Arr = np.ndarray
 _BOOK_COLOURS = np.array(
@@ -67,7 +82,11 @@ def planks(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int)
 
 
 def tiles(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) -> Arr:
-    f = 0.92 + 0.12 * hash01(np.floor(u / m.scale), np.floor(v / m.scale), seed) + 0.04 * value_noise(u / 0.05, v / 0.05, seed)
+    f = (
+        0.92
+        + 0.12 * hash01(np.floor(u / m.scale), np.floor(v / m.scale), seed)
+        + 0.04 * value_noise(u / 0.05, v / 0.05, seed)
+    )
     out = _tint(c, f)
     out[_grooves(u, m.scale, 0.005) | _grooves(v, m.scale, 0.005)] = c * 0.7  # grout
     return out
@@ -176,10 +195,9 @@ def screen(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int)
 
 
 Pattern = Callable[[Arr, Material, Arr, Arr, float, float, int], Arr]
-PATTERNS: dict[str, Pattern] = {
-    f.__name__: f
-    for f in (planks, tiles, wall, paint, flat, wood, carpet, fabric, doors, drawers, books, window, door, picture, rug, screen)
-}
+_SURFACE_PATTERNS = (planks, tiles, wall, paint, flat, wood, carpet, fabric)
+_OBJECT_PATTERNS = (doors, drawers, books, window, door, picture, rug, screen)
+PATTERNS: dict[str, Pattern] = {f.__name__: f for f in _SURFACE_PATTERNS + _OBJECT_PATTERNS}
 # Front-only patterns: on a box's other faces (sides, top) they fall back to plain wood/paint.
 FRONT_ONLY = {"doors", "drawers", "books", "screen"}
 

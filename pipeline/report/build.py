@@ -92,7 +92,7 @@ def build_report(params: Params, repo_root: str | Path) -> dict[str, Any]:
 
 
 def log_to_mlflow(params: Params, repo_root: str | Path, written: dict[str, Any]) -> None:
-    """Adds the report to train's MLflow run as artifacts under `report/`, then ends the run.
+    """Adds the report to train's MLflow run (report.html, report.md, figures/), then ends the run.
 
     The report is the pipeline's last stage, so this is where the run is closed. Tracking
     never fails the stage (a disabled or unreachable store is a no-op).
@@ -101,8 +101,9 @@ def log_to_mlflow(params: Params, repo_root: str | Path, written: dict[str, Any]
 
     tracker = resume_run(params, Path(repo_root) / params.paths.run_id, repo_root)
     try:
-        tracker.log_artifact(written["report_html"], artifact_path="report")
-        tracker.log_artifact(written["report_md"], artifact_path="report")
-        tracker.log_artifacts(written["figures_dir"], artifact_path="report/figures")
+        # At the artifact root, beside metrics.json: report.md's relative figure links still work.
+        tracker.log_artifact(written["report_html"])
+        tracker.log_artifact(written["report_md"])
+        tracker.log_artifacts(written["figures_dir"], artifact_path=written["figures_dir"].name)
     finally:
         tracker.end()

@@ -48,13 +48,25 @@ def protocol_text(metrics: dict[str, Any], params: Params) -> str:
         "none": "over the **full frame** (no crop)",
     }.get(p["crop"], f"with crop '{p['crop']}'")
     tta = "with" if p["flip_tta"] else "**without**"
+    eval_res = p.get("eval_resolution", p.get("resolution"))
+    at = f" at {_resolution(eval_res)}" if eval_res is not None else ""
+    train_res = p.get("train_resolution", (params.preprocess.height, params.preprocess.width))
     return (
-        f"Protocol: {metrics['n_images']} test images at {_resolution(p['resolution'])}, scored against {gt}, "
-        f"{crop}, {tta} horizontal-flip test-time augmentation, on ground-truth depths between "
-        f"{p['min_depth']:g} and {p['max_depth']:g} m (predictions clipped to that range). "
-        f"Metrics are computed per image, then averaged over images. The model was trained at "
-        f"{params.preprocess.height}×{params.preprocess.width}."
+        f"Protocol: {metrics['n_images']} test images{at}, scored against {gt}, {crop}, {tta} horizontal-flip "
+        f"test-time augmentation, on ground-truth depths between {p['min_depth']:g} and {p['max_depth']:g} m "
+        "(predictions clipped to that range). Metrics are computed per image, then averaged over images. "
+        f"The model was trained at {_resolution(train_res)} and its predictions are upsampled to the test "
+        "resolution before scoring."
     )
+
+
+def _baseline_words(metrics: dict[str, Any]) -> str:
+    """What the constant baseline predicts, with its depth and origin when evaluate recorded them."""
+    depth = metrics.get("baseline_depth")
+    if not isinstance(depth, (int, float)):
+        return "predicts one depth for every pixel of every image"
+    words = f"predicts {depth:.2f} m for every pixel of every image"
+    return f"{words} ({metrics['baseline_source']})" if metrics.get("baseline_source") else words
 
 
 def summary_section(metrics: dict[str, Any], params: Params) -> list[Block]:
@@ -63,7 +75,7 @@ def summary_section(metrics: dict[str, Any], params: Params) -> list[Block]:
         f"On {metrics['n_images']} test images the U-Net reaches **δ1 = {fmt(metrics['delta1'])}** and "
         f"**AbsRel = {fmt(metrics['abs_rel'])}** (RMSE {fmt(metrics['rmse'])} m), against δ1 = {fmt(base['delta1'])} "
         f"and AbsRel = {fmt(base['abs_rel'])} (RMSE {fmt(base['rmse'])} m) for a constant-depth baseline, which "
-        "predicts one depth for every pixel of every image: a model that has learnt nothing from the image."
+        f"{_baseline_words(metrics)}: a model that has learnt nothing from the image."
     )
     wins = sum(t[0] == 0 for t in headline_table(metrics).bold)
     verdict = f"The model beats the constant on {wins} of {len(METRIC_NAMES)} metrics."

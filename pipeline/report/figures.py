@@ -163,12 +163,14 @@ def plot_scene_types(per_scene_type: pd.DataFrame, overall: dict[str, float]) ->
     for ax, name, colour in zip(axes, ("abs_rel", "delta1"), ("C2", "C4"), strict=True):
         bars = ax.barh(labels, df[name], color=colour, alpha=0.85)
         ax.bar_label(bars, fmt="%.3f", padding=3, fontsize=8)
-        ax.axvline(overall[name], color="k", ls="--", lw=1, label="mean over all test images")
+        if isinstance(overall.get(name), (int, float)) and np.isfinite(overall[name]):
+            ax.axvline(overall[name], color="k", ls="--", lw=1, label="mean over all test images")
         _style(ax, metric_label(name))
         ax.grid(axis="y", visible=False)
         ax.margins(x=0.12)  # room for the value labels
     axes[1].set_xlim(0, 1.1)
-    fig.legend(handles=axes[0].get_lines()[:1], loc="outside lower center", frameon=False, fontsize=9)
+    if axes[0].get_lines():
+        fig.legend(handles=axes[0].get_lines()[:1], loc="outside lower center", frameon=False, fontsize=9)
     return fig
 
 

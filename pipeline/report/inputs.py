@@ -20,7 +20,9 @@ from pipeline.metrics import METRIC_NAMES
 
 PREDICTION_KEYS = ("index", "rgb", "gt", "pred", "scene", "scene_type")
 DEPTH_BIN_COLUMNS = ("depth_bin_lo", "depth_bin_hi", "n_pixels", "abs_rel", "rmse", "delta1")
-PROTOCOL_KEYS = ("gt", "crop", "flip_tta", "min_depth", "max_depth", "resolution")
+# The resolution keys (`resolution` in the docs; evaluate writes `eval_resolution` and
+# `train_resolution`) are optional: the report words around a missing one.
+PROTOCOL_KEYS = ("gt", "crop", "flip_tta", "min_depth", "max_depth")
 
 
 @dataclass(frozen=True)

@@ -84,16 +84,20 @@ def _geometry(
     rgb: torch.Tensor, depth: torch.Tensor, u: torch.Tensor, cfg: AugmentConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random flip + zoom-in crop, as one affine resampling of the batch."""
-    B = rgb.shape[0]
+    B, _, H, W = rgb.shape
     s = 1.0 + (cfg.max_scale - 1.0) * u[:, 0]  # (B,) zoom factor >= 1
     sign = torch.where(u[:, 1] < cfg.flip_p, -1.0, 1.0)  # (B,) mirror x
     slack = 1.0 - 1.0 / s  # how far the crop centre may move and stay inside the image
-    theta = torch.zeros(B, 2, 3, device=rgb.device)
-    theta[:, 0, 0] = sign / s
-    theta[:, 1, 1] = 1.0 / s
-    theta[:, 0, 2] = (2 * u[:, 2] - 1) * slack
-    theta[:, 1, 2] = (2 * u[:, 3] - 1) * slack
-    grid = F.affine_grid(theta, list(depth.shape), align_corners=False)  # (B, H, W, 2)
+    tx, ty = (2 * u[:, 2] - 1) * slack, (2 * u[:, 3] - 1) * slack  # (B,) crop centre
+    # The sampling grid of the affine map (x, y) -> (sign x / s + tx, y / s + ty), in
+    # grid_sample's [-1, 1] pixel-centre coordinates (align_corners=False). The map has
+    # no rotation, so the grid is separable: built by broadcasting, not by
+    # F.affine_grid's (B, H*W, 3) x (B, 3, 2) product, which costs 3x more on the CPU.
+    xs = (torch.arange(W, device=rgb.device) * 2 + 1) / W - 1  # (W,)
+    ys = (torch.arange(H, device=rgb.device) * 2 + 1) / H - 1  # (H,)
+    gx = ((sign / s).view(B, 1, 1) * xs.view(1, 1, W) + tx.view(B, 1, 1)).expand(B, H, W)
+    gy = ((1.0 / s).view(B, 1, 1) * ys.view(1, H, 1) + ty.view(B, 1, 1)).expand(B, H, W)
+    grid = torch.stack((gx, gy), dim=-1)  # (B, H, W, 2)
     rgb = F.grid_sample(rgb, grid, mode="bilinear", padding_mode="border", align_corners=False)
     # Nearest for depth: interpolating across an occlusion edge would invent depths
     # that exist nowhere in the scene.
@@ -104,25 +108,43 @@ def _geometry(
     return rgb, depth / s.view(B, 1, 1, 1)
 
 
-def _colour(rgb: torch.Tensor, u: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
-    """Random brightness, contrast, saturation and channel permutation, per image."""
-    B = rgb.shape[0]
-    luma = torch.tensor(_LUMA, device=rgb.device).view(1, 3, 1, 1)
+def colour_matrices(u: torch.Tensor, cfg: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image brightness b, contrast c, saturation s and channel permutation as one linear map.
 
-    def factor(col: int, amount: float) -> torch.Tensor:
-        return (1.0 + amount * (2 * u[:, col] - 1)).view(B, 1, 1, 1)
+    In sequence: x*b; contrast (x - m)*c + m around the mean grey m; saturation
+    (x - grey)*s + grey; then a channel permutation P. Every step is linear in the RGB
+    vector, so y = A x + c0 with A = b c P (s I + (1 - s) 1 luma^T) and the offset
+    m (1 - c) on every channel (the luma weights sum to 1, so the offset survives the
+    saturation and permutation unchanged). One pass over the pixels instead of ten.
 
-    rgb = rgb * factor(4, cfg.brightness)
-    grey = (rgb * luma).sum(1, keepdim=True)  # (B, 1, H, W)
-    mean = grey.mean((2, 3), keepdim=True)  # (B, 1, 1, 1)
-    rgb = (rgb - mean) * factor(5, cfg.contrast) + mean
-    grey = (grey - mean) * factor(5, cfg.contrast) + mean  # the grey of the contrast-adjusted image
-    rgb = (rgb - grey) * factor(6, cfg.saturation) + grey
+    Args:
+        u: (B, 11) uniforms; columns 4-10 are used.
+
+    Returns:
+        A (B, 3, 3), the brightness b (B,) and the contrast c (B,); the offset needs
+        the image's mean grey, see `_colour`.
+    """
+    B, dev = u.shape[0], u.device
+    b, c, s = ((1.0 + amount * (2 * u[:, col] - 1)) for col, amount in
+               ((4, cfg.brightness), (5, cfg.contrast), (6, cfg.saturation)))  # fmt: skip
+    luma = torch.tensor(_LUMA, device=dev)
+    eye = torch.eye(3, device=dev)
+    sat = s.view(B, 1, 1) * eye + (1 - s).view(B, 1, 1) * luma.view(1, 1, 3)  # (B, 3, 3); every row mixes in the grey
     perm = u[:, 8:11].argsort(1)  # (B, 3) a uniform random permutation per image
-    keep = torch.arange(3, device=rgb.device).expand(B, 3)
-    perm = torch.where((u[:, 7] < cfg.channel_swap_p).view(B, 1), perm, keep)
-    rgb = rgb.gather(1, perm.view(B, 3, 1, 1).expand_as(rgb))
-    return rgb.clamp_(0.0, 1.0)
+    perm = torch.where((u[:, 7] < cfg.channel_swap_p).view(B, 1), perm, torch.arange(3, device=dev))
+    P = F.one_hot(perm, 3).to(u.dtype)  # (B, 3, 3): output channel i takes input channel perm[i]
+    return (b * c).view(B, 1, 1) * (P @ sat), b, c
+
+
+def _colour(rgb: torch.Tensor, u: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """Random brightness, contrast, saturation and channel permutation, per image, in one pass."""
+    B, C, H, W = rgb.shape
+    A, b, c = colour_matrices(u, cfg)
+    luma = torch.tensor(_LUMA, device=rgb.device)
+    grey_mean = b * (rgb.mean((2, 3)) @ luma)  # (B,) mean grey after the brightness change
+    offset = (grey_mean * (1 - c)).view(B, 1, 1)  # (B, 1, 1)
+    out = torch.baddbmm(offset, A, rgb.reshape(B, C, H * W))  # (B, 3, H*W) = offset + A x
+    return out.view(B, C, H, W).clamp_(0.0, 1.0)
 
 
 def augment(
