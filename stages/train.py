@@ -13,6 +13,7 @@ same params resumes from the last finished epoch. Params: `model`, `loss`, `trai
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from stages._common import run_stage
 def run(params: Params) -> dict[str, Any]:
     """Trains; rank 0 also opens the MLflow run and writes `paths.run_id`. Returns the metrics."""
     root = Path(os.environ.get("DVC_ROOT", "."))
-    if not env_context().is_main:  # under torchrun only rank 0 tracks and writes
+    if not env_context().is_main:  # under torchrun only rank 0 tracks, writes and logs progress
+        logging.getLogger().setLevel(logging.WARNING)
         return train(params, root)
     # The tracker ends the MLflow run as FINISHED, FAILED or KILLED (Ctrl-C) on exit.
     with tracking.start_run(params, root) as tracker:
@@ -37,6 +39,7 @@ def run(params: Params) -> dict[str, Any]:
 
 
 def main() -> None:
+    """`python -m stages.train`."""
     run_stage("train", run)
 
 

@@ -10,6 +10,7 @@ after `lifetime_s` whatever happens, so a failing test can never hang on it.
 from __future__ import annotations
 
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +24,7 @@ class Switches:
     fail_5xx: int = 0  # the first N requests get 503
     drop_after: int | None = None  # body bytes sent before the connection is dropped...
     drop_times: int = 0  # ...for the first M responses (then complete ones)
+    chunk_delay_s: float = 0.0  # sleep between 64 KiB body chunks: a slow link to kill -9 mid-transfer
 
 
 @dataclass
@@ -84,8 +86,17 @@ class _Handler(BaseHTTPRequestHandler):
         if drop:
             payload = payload[: sw.drop_after]
             self.close_connection = True  # the client sees EOF before Content-Length is reached
-        self.wfile.write(payload)
-        seen.body_bytes = len(payload)
+        if sw.chunk_delay_s <= 0:
+            self.wfile.write(payload)
+            seen.body_bytes = len(payload)
+            return
+        for i in range(0, len(payload), 1 << 16):
+            try:
+                self.wfile.write(payload[i : i + (1 << 16)])
+            except OSError:
+                return  # the client went away (killed)
+            seen.body_bytes += len(payload[i : i + (1 << 16)])
+            time.sleep(sw.chunk_delay_s)
 
 
 def _range_start(header: str | None) -> int | None:

@@ -181,36 +181,66 @@ def test_depth_edges_are_visible_in_the_image(frames) -> None:
         assert edge_contrast(fr.rgb, fr.depth[:, ::-1]) < 2.0
 
 
-def test_depth_is_predictable_from_the_image() -> None:
-    # A tiny CNN trained for 200 steps on 48 low-resolution frames must beat the best
-    # constant (the training mean of log depth) on frames of 16 unseen rooms.
-    torch.manual_seed(0)
-    slots = plan_scenes(400, 0)[:64]
+class _TinyUNet(nn.Module):
+    """Three strided levels (the receptive field spans the 24x32 image) with skip connections."""
+
+    def __init__(self, c: int = 8):
+        super().__init__()
+
+        def block(i: int, o: int, stride: int = 1) -> nn.Module:
+            return nn.Sequential(nn.Conv2d(i, o, 3, stride, 1), nn.BatchNorm2d(o), nn.ReLU())
+
+        self.down = nn.ModuleList([block(3, c), block(c, 2 * c, 2), block(2 * c, 2 * c, 2), block(2 * c, 2 * c, 2)])
+        self.up = nn.ModuleList([block(4 * c, 2 * c), block(4 * c, c), block(2 * c, c)])
+        self.out = nn.Conv2d(c, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 1, H, W) log depth offset
+        skips = []
+        for layer in self.down:
+            x = layer(x)
+            skips.append(x)
+        x = skips.pop()
+        for layer in self.up:
+            skip = skips.pop()
+            x = layer(torch.cat([nn.functional.interpolate(x, size=skip.shape[-2:], mode="bilinear"), skip], 1))
+        return self.out(x)
+
+
+def _tiny_unet_vs_constant(seed: int, n_train: int = 96, n_test: int = 32, steps: int = 300) -> tuple[float, float]:
+    """RMSE of log depth on `n_test` unseen rooms: a tiny U-Net trained on `n_train` others, and the best constant."""
+    torch.manual_seed(seed)
     data = []
-    for slot in slots:
-        scene = scene_of(0, slot)
-        data.append(render_rgbd(scene, sample_camera(_rng(0, _CAMERA, slot.first), scene), stride=20))
-    x = torch.tensor(np.stack([rgb for rgb, _ in data])).permute(0, 3, 1, 2).float() / 255  # (64, 3, 24, 32)
-    y = torch.log(torch.tensor(np.stack([d for _, d in data])))[:, None]  # (64, 1, 24, 32)
-
-    def block(i: int, o: int, stride: int = 1) -> nn.Module:
-        return nn.Sequential(nn.Conv2d(i, o, 3, stride, 1), nn.BatchNorm2d(o), nn.ReLU())
-
-    # Strided encoder (receptive field ~ the whole image) and a bilinear decoder.
-    net = nn.Sequential(
-        block(3, 8), block(8, 16, 2), block(16, 16, 2), block(16, 16, 2),
-        nn.Upsample(size=(24, 32), mode="bilinear"), block(16, 8), nn.Conv2d(8, 1, 1),
-    )  # fmt: skip
+    for slot in plan_scenes(1000, seed)[: n_train + n_test]:  # one frame per room
+        scene = scene_of(seed, slot)
+        data.append(render_rgbd(scene, sample_camera(_rng(seed, _CAMERA, slot.first), scene), stride=20))
+    x = torch.tensor(np.stack([rgb for rgb, _ in data])).permute(0, 3, 1, 2).float() / 255  # (N, 3, 24, 32)
+    y = torch.log(torch.tensor(np.stack([d for _, d in data])))[:, None]  # (N, 1, 24, 32)
+    x_tr, y_tr, x_te, y_te = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+    net = _TinyUNet()
     opt = torch.optim.Adam(net.parameters(), 3e-3)
-    x_tr, y_tr, x_te, y_te = x[:48], y[:48], x[48:], y[48:]
-    for _ in range(200):
-        i = torch.randint(0, 48, (8,))
-        loss = ((net(x_tr[i]) + y_tr.mean() - y_tr[i]) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    net.eval()
-    with torch.no_grad():
-        rmse_cnn = ((net(x_te) + y_tr.mean() - y_te) ** 2).mean().sqrt()
-    rmse_const = ((y_tr.mean() - y_te) ** 2).mean().sqrt()
-    assert rmse_cnn < 0.9 * rmse_const
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 - k / steps)  # decay to 0: a stable end point
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only fight the other tests for the CPUs
+    try:
+        for _ in range(steps):
+            i = torch.randint(0, n_train, (8,))
+            loss = ((net(x_tr[i]) + y_tr.mean() - y_tr[i]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        net.eval()
+        with torch.no_grad():
+            rmse_net = ((net(x_te) + y_tr.mean() - y_te) ** 2).mean().sqrt()
+    finally:
+        torch.set_num_threads(threads)
+    return float(rmse_net), float(((y_tr.mean() - y_te) ** 2).mean().sqrt())
+
+
+def test_depth_is_predictable_from_the_image() -> None:
+    # Depth must be learnable from the image, across rooms: a tiny U-Net trained for 300
+    # steps on 96 rooms at 24x32 beats the best constant (the training mean of log depth)
+    # on 32 unseen rooms. (Seeds 0-5 give ratios 0.67-0.93, seed 0 0.78; depth that does not
+    # follow the image gives >= 1.)
+    rmse_net, rmse_const = _tiny_unet_vs_constant(0)
+    assert rmse_net < 0.9 * rmse_const

@@ -89,6 +89,34 @@ def test_augment_colour_stays_in_range_and_is_reproducible() -> None:
     assert (a[1] <= depth.amax()).all() and (a[1] >= depth.amin() / AugmentConfig().max_scale - 1e-6).all()
 
 
+def _colour_reference(rgb: torch.Tensor, u: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """Brightness, contrast, saturation and channel permutation applied one after another."""
+    B = rgb.shape[0]
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+
+    def factor(col: int, amount: float) -> torch.Tensor:
+        return (1 + amount * (2 * u[:, col] - 1)).view(B, 1, 1, 1)
+
+    x = rgb * factor(4, cfg.brightness)
+    mean_grey = (x * luma).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    x = (x - mean_grey) * factor(5, cfg.contrast) + mean_grey
+    grey = (x * luma).sum(1, keepdim=True)
+    x = (x - grey) * factor(6, cfg.saturation) + grey
+    perm = [u[i, 8:11].argsort().tolist() if u[i, 7] < cfg.channel_swap_p else [0, 1, 2] for i in range(B)]
+    return torch.stack([x[i, perm[i]] for i in range(B)]).clamp(0, 1)
+
+
+def test_fused_colour_jitter_equals_the_step_by_step_version() -> None:
+    g = torch.Generator().manual_seed(11)
+    rgb, depth = torch.rand(16, 3, 8, 12, generator=g), 1 + torch.rand(16, 1, 8, 12, generator=g)
+    colour_only = AugmentConfig(max_scale=1.0, flip_p=0.0, brightness=0.3, contrast=0.3, saturation=0.5)
+    out, out_depth = augment(rgb, depth, torch.Generator().manual_seed(2), colour_only)
+    u = torch.rand(16, 11, generator=torch.Generator().manual_seed(2))  # the same draw augment makes
+    torch.testing.assert_close(out, _colour_reference(rgb, u, colour_only), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out_depth, depth)  # scale 1, no flip: geometry is the identity
+    assert any(u[i, 7] < 0.5 and u[i, 8:11].argsort().tolist() != [0, 1, 2] for i in range(16))  # a swap happened
+
+
 @pytest.mark.parametrize("world", [1, 2, 3])
 def test_epoch_batches_shard_disjointly_and_drop_the_remainder(world: int) -> None:
     n, b = 23, 3
@@ -187,9 +215,9 @@ def test_missing_processed_data_says_what_to_run(tmp_path: Path) -> None:
         train(tiny_params(), tmp_path)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when there is no GPU")
-def test_unavailable_device_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(PipelineError, match="train.device"):
+def test_unavailable_device_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
+    with pytest.raises(PipelineError, match="train.device is 'cuda'.*auto or cpu"):
         train(tiny_params(train={"device": "cuda"}), make_root(tmp_path))
 
 
@@ -211,7 +239,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkp
 
     monkeypatch.setattr(engine, "build_loss", nan_in_epoch_two)
     make_root(tmp_path)
-    with pytest.raises(PipelineError, match=r"epoch 2, step 2 of 2.*train\.lr"):
+    with pytest.raises(PipelineError, match=r"epoch 2, step 2 of 2.*train\.lr.*last\.pt keeps epoch 1"):
         train(tiny_params(), tmp_path)
     assert load_last(tmp_path)["epoch"] == 1
     assert torch.load(tmp_path / "models" / "model.pt", weights_only=True)["epoch"] == 1

@@ -123,7 +123,7 @@ def _free_span(boxes: tuple[Box, ...], size: tuple, wall: int, width: float, rng
 
 def _decals(rng: np.random.Generator, scene_type: str, size: tuple, boxes: tuple[Box, ...], light: tuple) -> list:
     """Door, windows, pictures, a rug and the ceiling lamp."""
-    W, H, D = size
+    W, _, D = size
     out = []
     walls = rng.permutation(4)
     door_w = float(rng.uniform(0.8, 0.95))
@@ -163,6 +163,8 @@ def sample_scene(rng: np.random.Generator, scene_id: int, scene_type: str | None
     """
     if scene_type is None:
         scene_type = SCENE_TYPES[rng.choice(len(SCENE_TYPES), p=_TYPE_WEIGHTS / _TYPE_WEIGHTS.sum())]
+    if scene_type not in SCENE_TYPES:
+        raise ValueError(f"unknown scene type {scene_type!r}; choose one of {', '.join(SCENE_TYPES)}")
     (w0, w1), (d0, d1) = _ROOM_SIZES[scene_type]
     size = (float(rng.uniform(w0, w1)), float(rng.uniform(2.4, 3.0)), float(rng.uniform(d0, d1)))
     floor, wall, ceiling = _room_materials(rng, scene_type)
@@ -197,16 +199,14 @@ def _candidate_pose(rng: np.random.Generator, scene: SceneSpec) -> CameraPose:
     s = rng.uniform(0.2, 0.8) * length
     off = rng.uniform(0.3, min(1.2, 0.3 * extent))
     x, z = [(s, off), (s, D - off), (off, s), (W - off, s)][wall]
-    height = rng.uniform(1.0, 1.8)
-    if scene.boxes:
+    height = rng.triangular(1.0, 1.4, 1.8)  # hand-held Kinect: chest to eye height
+    if scene.boxes and rng.random() < 0.5:  # half the views centre on a piece of furniture
         b = scene.boxes[rng.integers(len(scene.boxes))]
         tx, tz = (b.lo[0] + b.hi[0]) / 2, (b.lo[2] + b.hi[2]) / 2
-    else:
+    else:  # the others look across the room
         tx, tz = W / 2, D / 2
-    dist = max(math.hypot(tx - x, tz - z), 0.5)
     yaw = math.atan2(tx - x, tz - z) + rng.normal(0, 0.2)  # yaw 0 looks along +z, pi/2 along +x
-    # Half the angle down to the target: NYU frames look only a few degrees down (horizon near mid-image).
-    pitch = np.clip(0.5 * math.atan2(height - 0.6, dist) + rng.normal(0, 0.03), np.deg2rad(2), np.deg2rad(15))
+    pitch = np.deg2rad(rng.uniform(3.0, 10.0))  # NYU frames look a few degrees down
     return CameraPose(
         position=(float(x), float(height), float(z)),
         yaw=float(yaw),

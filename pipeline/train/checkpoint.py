@@ -1,7 +1,7 @@
 """The resume checkpoint `models/checkpoints/last.pt`: written atomically every epoch.
 
 It holds plain types and tensors only, so it loads with `torch.load(weights_only=True)`
-(no pickled code runs on load): numpy's RNG state is turned into a list, generator
+(no pickled code runs on load): numpy's RNG key is stored as a tensor, generator
 states are uint8 tensors.
 """
 

@@ -33,6 +33,7 @@ class DeviceSplit:
 
     @property
     def hw(self) -> tuple[int, int]:
+        """(H, W) of the images."""
         return self.rgb.shape[-2], self.rgb.shape[-1]
 
 
@@ -132,7 +133,7 @@ def colour_matrices(u: torch.Tensor, cfg: AugmentConfig) -> tuple[torch.Tensor, 
     sat = s.view(B, 1, 1) * eye + (1 - s).view(B, 1, 1) * luma.view(1, 1, 3)  # (B, 3, 3); every row mixes in the grey
     perm = u[:, 8:11].argsort(1)  # (B, 3) a uniform random permutation per image
     perm = torch.where((u[:, 7] < cfg.channel_swap_p).view(B, 1), perm, torch.arange(3, device=dev))
-    P = F.one_hot(perm, 3).to(u.dtype)  # (B, 3, 3): output channel i takes input channel perm[i]
+    P = (perm.unsqueeze(-1) == torch.arange(3, device=dev)).to(u.dtype)  # (B, 3, 3): out i <- in perm[i]
     return (b * c).view(B, 1, 1) * (P @ sat), b, c
 
 

@@ -33,6 +33,7 @@ class DistContext:
 
     @property
     def distributed(self) -> bool:
+        """More than one process: collectives are needed."""
         return self.world_size > 1
 
 

@@ -40,14 +40,18 @@ class Trainer:
     channels_last: bool
 
     def autocast(self) -> torch.autocast:
+        """bf16 autocast on CUDA with `train.amp`; a no-op context otherwise."""
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     def layout(self, rgb: torch.Tensor) -> torch.Tensor:
+        """The input in the model's memory format (channels_last or as is)."""
         return rgb.contiguous(memory_format=torch.channels_last) if self.channels_last else rgb
 
 
 @dataclass(frozen=True)
 class EpochStats:
+    """What one training epoch measured."""
+
     loss: float  # mean training loss over all ranks' steps
     images: int  # images seen by all ranks
     seconds: float
@@ -69,10 +73,14 @@ def optimise(tr: Trainer, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tenso
     return loss.detach()
 
 
+class NonFiniteLossError(PipelineError):
+    """The training loss became NaN or infinite."""
+
+
 def _raise_non_finite(epoch: int, step: int, steps: int) -> None:
-    raise PipelineError(
+    raise NonFiniteLossError(
         f"train: the loss became NaN/inf at epoch {epoch}, step {step + 1} of {steps}; "
-        "models/checkpoints/last.pt keeps the last good epoch. Lower train.lr (or set train.amp: false) and re-run"
+        "lower train.lr (or set train.amp: false) and re-run"
     )
 
 

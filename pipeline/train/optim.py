@@ -52,6 +52,7 @@ def build_scheduler(
 
     # A plain function, so LambdaLR's state_dict holds no callable (weights_only loads it).
     def factor(step: int) -> float:
+        """The LR multiplier at optimiser step `step`."""
         return lr_factor(step, warmup, total, tp.schedule)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -49,3 +49,16 @@ def configure_determinism(deterministic: bool, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+
+
+def reseed_epoch(seed: int, epoch: int, rank: int, gens: dict[str, torch.Generator]) -> None:
+    """Per-epoch seeds from (train.seed, epoch, rank) for the `shuffle` and `augment` generators and torch.
+
+    This is what makes a resumed run match an uninterrupted one on every rank: only
+    rank 0 writes the checkpoint, so the other ranks' RNG states could not be restored.
+    Every rank shuffles alike (each then takes its own shard); augmentation and dropout
+    differ per rank.
+    """
+    gens["shuffle"].manual_seed(derive_seed(seed, epoch))
+    gens["augment"].manual_seed(derive_seed(seed, epoch, rank, 1))
+    torch.manual_seed(derive_seed(seed, epoch, rank, 2))  # dropout (CPU and every CUDA device)
