@@ -34,6 +34,7 @@ def run(params: Params) -> dict[str, Any]:
     # The tracker ends the MLflow run as FINISHED, FAILED or KILLED (Ctrl-C) on exit.
     with tracking.start_run(params, root) as tracker:
         result = train(params, root, tracker)
+        tracker.log_model(root / params.paths.model)  # state dict + config: loads at any image size
         tracker.write_run_id(root / params.paths.run_id)
     return result
 

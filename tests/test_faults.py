@@ -204,3 +204,16 @@ def test_mlflow_down_or_locked_warns_and_the_pipeline_finishes(tmp_path: Path, f
     assert "WARNING" in procs[0].stderr and "mlflow" in procs[0].stderr.lower()
     for rel in ("models/model.pt", "reports/metrics.json", "reports/report.html", "reports/per_image.csv"):
         assert (ws / rel).stat().st_size > 0, rel
+
+
+def test_truncated_labeled_file_is_a_clear_error_and_writes_nothing(tmp_path: Path):
+    ws = _workspace(tmp_path, preprocess={"height": 48, "width": 64})
+    labeled, _ = make_tiny_nyu(ws / "data/raw", n=8, n_test=3)
+    data = labeled.read_bytes()
+    labeled.write_bytes(data[: len(data) // 2])  # an interrupted copy
+    proc = _stage("preprocess", ws)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "nyu_depth_v2_labeled.mat" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (ws / "data/processed").exists() and not list(ws.glob("data/.processed*"))
