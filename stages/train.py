@@ -14,7 +14,6 @@ same params resumes from the last finished epoch. Params: `model`, `loss`, `trai
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,10 @@ from stages._common import run_stage
 
 def run(params: Params) -> dict[str, Any]:
     """Trains; rank 0 also opens the MLflow run and writes `paths.run_id`. Returns the metrics."""
-    root = Path(os.environ.get("DVC_ROOT", "."))
+    # Outputs go to the working directory: queued and --temp experiments run in a
+    # temporary copy while DVC_ROOT still names the user's repo, which only the MLflow
+    # store (tracking.start_run resolves it) should point at.
+    root = Path(".")
     if not env_context().is_main:  # under torchrun only rank 0 tracks, writes and logs progress
         logging.getLogger().setLevel(logging.WARNING)
         return train(params, root)
