@@ -246,10 +246,12 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         ok, allowed = _type_ok(value, tp)
         _check(ok, dotted, allowed, value)
         kwargs[name] = float(value) if tp is float else value
-    for name, f in fields.items():
-        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if name not in kwargs and no_default:
-            raise ParamsError(f"params: missing key '{prefix}.{_RENAMES_BACK.get(name, name)}'")
+    # Every key must be in params.yaml even where the dataclass has a default: a key that
+    # is silently defaulted is invisible to `dvc params diff` and to the MLflow run.
+    for name in fields:
+        if name not in kwargs:
+            key = f"{prefix}.{_RENAMES_BACK.get(name, name)}"
+            raise ParamsError(f"params: missing key '{key}'; add it to params.yaml (see the repository's params.yaml)")
     obj = cls(**kwargs)
     if hasattr(obj, "validate"):
         obj.validate(prefix)
@@ -268,8 +270,9 @@ def params_from_dict(raw: Any) -> Params:
     for key in raw:
         if key not in hints:
             raise ParamsError(f"params: unknown section '{key}'; allowed sections: {', '.join(hints)}")
-    if "paths" not in raw:
-        raise ParamsError("params: missing section 'paths'")
+    for key in hints:
+        if key not in raw:
+            raise ParamsError(f"params: missing section '{key}'; add it (see the repository's params.yaml)")
     return Params(**{key: _build(hints[key], value, key) for key, value in raw.items()})
 
 

@@ -74,8 +74,8 @@ def test_unknown_key_names_it_and_lists_allowed(section, name):
     assert "allowed keys" in str(e.value)
 
 
-@pytest.mark.parametrize("key", [k for k in LEAVES if k.startswith("paths.")])
-def test_missing_path_key_names_it(key):
+@pytest.mark.parametrize("key", LEAVES + sorted(RAW))
+def test_missing_key_or_section_names_it(key):
     with pytest.raises(ParamsError) as e:
         params_from_dict(_delete(RAW, key))
     _assert_one_line_naming(e.value, key)
