@@ -91,11 +91,11 @@ def test_eval_param_change_reruns_only_evaluate_and_report(repo: Path):
         assert f"Running stage '{stage}'" not in dry, dry
 
 
-def test_queued_pair_with_two_workers_loses_nothing(repo: Path):
+def test_three_queued_experiments_with_two_workers_lose_nothing(repo: Path):
     env = project_env(repo)
-    run(["python", "-m", "pipeline.tracking"], repo, env)
-    names = ["q-lam-025", "q-lam-075"]
-    for name, lam in zip(names, ("0.25", "0.75"), strict=True):
+    run(["python", "-m", "pipeline.tracking"], repo, env)  # create the store before parallel writers
+    names = ["q-lam-0", "q-lam-05", "q-lam-1"]
+    for name, lam in zip(names, ("0", "0.5", "1"), strict=True):
         run(["dvc", "exp", "run", "--queue", "-n", name, *set_args([*TINY_SET, f"loss.lambda={lam}"])], repo, env)
     run(["dvc", "queue", "start", "-j", "2"], repo, env)
     deadline = time.time() + 480
@@ -113,6 +113,8 @@ def test_queued_pair_with_two_workers_loses_nothing(repo: Path):
         _, metrics = _params_and_metrics(records[name])
         assert metrics["abs_rel"] > 0 and metrics["mlflow_run_id"]
         assert name in runs and "abs_rel" in runs[name].data.metrics
+        assert runs[name].info.status == "FINISHED"
+        assert metrics["mlflow_run_id"] == runs[name].info.run_id
         assert {"report.html", "metrics.json"} <= {a.path for a in client.list_artifacts(runs[name].info.run_id)}
 
 
@@ -128,3 +130,16 @@ def test_make_demo_is_an_experiment_and_leaves_params_alone(repo: Path):
     assert demo, sorted(records)
     params, _ = _params_and_metrics(records[demo[0]])
     assert params["data"]["source"] == "synthetic"
+
+
+def test_dvc_repro_download_and_preprocess_on_synthetic_data(repo: Path):
+    params = (repo / "params.yaml").read_text()
+    params = params.replace("source: nyudv2", "source: synthetic").replace("n_images: 96", "n_images: 8")
+    (repo / "params.yaml").write_text(params.replace("height: 240", "height: 48").replace("width: 320", "width: 64"))
+    out = run(["dvc", "repro", "preprocess"], repo).stdout
+    assert "Running stage 'download'" in out and "Running stage 'preprocess'" in out
+    for name in ("train.h5", "val.h5", "test.h5", "summary.json"):
+        assert (repo / "data" / "processed" / name).stat().st_size > 0
+    lock = (repo / "dvc.lock").read_text()
+    assert "download:" in lock and "preprocess:" in lock and "train:" not in lock
+    assert "Running stage" not in run(["dvc", "repro", "preprocess"], repo).stdout  # up to date now
