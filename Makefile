@@ -43,7 +43,7 @@ mlflow-ui: venv
 
 # A shared tracking server: database backend + proxied artifacts, on 127.0.0.1 unless
 # MLFLOW_HOST says otherwise. Point runs at it with MLFLOW_TRACKING_URI=http://HOST:PORT.
-# PostgreSQL: make mlflow-server MLFLOW_BACKEND=postgresql://user@host/db (credentials via ~/.pgpass).
+# PostgreSQL: make mlflow-server MLFLOW_BACKEND=postgresql+psycopg2://user@host/db (credentials via ~/.pgpass).
 MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5001
 MLFLOW_BACKEND ?= sqlite:///$(CURDIR)/mlflow-server.db

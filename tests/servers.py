@@ -60,15 +60,60 @@ def s3_server(workdir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def mlflow_server(workdir: Path) -> Iterator[str]:
-    """`mlflow server` with a sqlite backend and proxied artifacts; yields its URL."""
+def mlflow_server(workdir: Path, backend: str | None = None) -> Iterator[str]:
+    """`mlflow server` with a database backend (sqlite unless given) and proxied artifacts; yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [
         str(BIN / "mlflow"), "server",
-        "--backend-store-uri", f"sqlite:///{workdir}/server.db",
+        "--backend-store-uri", backend or f"sqlite:///{workdir}/server.db",
         "--artifacts-destination", str(workdir / "server-artifacts"),
         "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     with _serve(cmd, f"{url}/health", workdir / "mlflow-server.log"):
         yield url
+
+
+def postgres_bin() -> Path | None:
+    """The folder of Debian's PostgreSQL server binaries (`apt-get install postgresql`), if installed."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster on 127.0.0.1 (trust auth); yields a SQLAlchemy URI to a fresh db.
+
+    initdb refuses to run as root, so as root the cluster runs as the `postgres` user,
+    in its own folder under /tmp (pytest's tmp_path sits below a root-only folder).
+    """
+    import os
+    import pwd
+    import shutil
+    import tempfile
+
+    pg = postgres_bin()
+    assert pg is not None, "PostgreSQL server binaries not found"
+    base = Path(tempfile.mkdtemp(prefix="pg-test-"))
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        for d in (base, sock):
+            shutil.chown(d, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    try:
+        subprocess.run([*as_user, str(pg / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                       check=True, capture_output=True)  # fmt: skip
+        opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1"
+        subprocess.run([*as_user, str(pg / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(base / "log"), "-w",
+                        "start"], check=True, capture_output=True)  # fmt: skip
+        subprocess.run([str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow"],
+                       check=True, capture_output=True)  # fmt: skip
+        # The explicit driver: SQLAlchemy 2.1's default for postgresql:// is psycopg 3.
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run([*as_user, str(pg / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_helpers import TINY_SET, clone_project, git, project_env, run, set_args
-from tests.servers import mlflow_server, s3_server
+from tests.servers import mlflow_server, postgres_bin, postgres_server, s3_server
 
 pytestmark = pytest.mark.slow
 
@@ -52,9 +52,11 @@ def _boto_kwargs() -> dict[str, str]:
     }
 
 
-def _rest(url: str, path: str, body: dict) -> dict:
+def _rest(url: str, path: str, body: dict | None) -> dict:
+    """One MLflow REST call: POST with a JSON body, or GET when `body` is None."""
+    data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(
-        f"{url}/api/2.0/mlflow/{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        f"{url}/api/2.0/mlflow/{path}", data=data, headers={"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
@@ -83,3 +85,32 @@ def test_pipeline_logs_to_a_shared_mlflow_server(tmp_path: Path):
     for f in ["models/mlflow_run.json", "reports/metrics.json", "reports/report.html", "reports/report.md"]:
         everything += (repo / f).read_text()
     assert secret not in everything and "alice" not in json.dumps(data)
+
+
+def test_tracking_against_an_mlflow_server_on_postgresql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    if postgres_bin() is None:  # .ci/run installs Debian's postgresql; elsewhere: apt-get install postgresql
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    from pipeline.config import load_params
+    from pipeline.tracking import resume_run, start_run
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    with postgres_server() as db, mlflow_server(tmp_path, backend=db) as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        monkeypatch.setenv("DVC_EXP_NAME", "on-postgres")
+        with start_run(params, tmp_path) as tracker:
+            tracker.log_metrics_history([{"epoch": e, "val_abs_rel": 0.5 / e} for e in (1, 2, 3)])
+            tracker.write_run_id(tmp_path / "run.json")
+        (tmp_path / "metrics.json").write_text('{"abs_rel": 0.2}')
+        with resume_run(params, tmp_path / "run.json", tmp_path) as tracker:
+            tracker.log_metrics({"abs_rel": 0.2})
+            tracker.log_artifact(tmp_path / "metrics.json")
+        run_id = json.loads((tmp_path / "run.json").read_text())["run_id"]
+        got = _rest(url, "runs/get?run_id=" + run_id, None)["run"]
+        with urllib.request.urlopen(f"{url}/api/2.0/mlflow/artifacts/list?run_id={run_id}", timeout=30) as r:
+            artifacts = [f["path"] for f in json.loads(r.read()).get("files", [])]
+        history = _rest(url, f"metrics/get-history?run_id={run_id}&metric_key=val_abs_rel", None)["metrics"]
+    assert got["info"]["run_name"] == "on-postgres" and got["info"]["status"] == "FINISHED"
+    assert {p["key"]: p["value"] for p in got["data"]["params"]}["loss.lambda"] == "0.5"
+    assert {m["key"]: m["value"] for m in got["data"]["metrics"]}["abs_rel"] == 0.2
+    assert sorted(m["step"] for m in history) == [1, 2, 3]
+    assert "metrics.json" in artifacts
