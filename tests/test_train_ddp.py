@@ -8,8 +8,10 @@ of every global batch and DDP averages the gradients.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,53 @@ def test_two_gloo_ranks_train_like_one_process_with_the_global_batch(tmp_path: P
         for key in ("train_loss", "val_loss", "val_abs_rel", "val_delta1", "val_rmse"):
             assert row_ddp[key] == pytest.approx(row_single[key], rel=1e-4), key
     assert (ddp_root / raw["paths"]["model"]).is_file()
+
+
+def _ddp_root(root: Path, epochs: int) -> Path:
+    # Augmentation and dropout on: every rank's random streams must survive the restart.
+    make_root(root, n_train=192, n_val=3)  # ~0.5 s epochs: time to kill between them
+    raw = tiny_raw(train={"epochs": epochs, "batch_size": 4, "augment": True}, model={"base_channels": 8})
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    return root
+
+
+def _kill_all_in(cwd: Path) -> None:
+    """SIGKILL every process working in `cwd`: torchrun starts its ranks in their own sessions."""
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            if Path(os.readlink(proc_dir / "cwd")) == cwd.resolve():
+                os.kill(int(proc_dir.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue  # gone already, or not ours to read
+
+
+@pytest.mark.slow
+def test_killed_ddp_run_resumes_on_every_rank_to_the_uninterrupted_weights(tmp_path: Path) -> None:
+    epochs = 4
+    whole = _ddp_root(tmp_path / "whole", epochs)
+    assert _torchrun(whole, nproc=2).returncode == 0
+
+    cut = _ddp_root(tmp_path / "cut", epochs)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env.pop("DVC_ROOT", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "stages.train"]
+    proc = subprocess.Popen(cmd, cwd=cut, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    log = cut / "reports" / "train_log.tsv"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 2:  # epoch 1 done
+            _kill_all_in(cut)  # kill -9 torchrun and both ranks
+            break
+        time.sleep(0.02)
+    proc.wait()
+    killed_at = len(load_last(cut)["history"])
+    assert 1 <= killed_at < epochs, "the run was not interrupted mid-way"
+
+    resumed = _torchrun(cut, nproc=2)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "resuming from" in resumed.stderr, resumed.stderr[:3000]
+    a, b = load_last(whole), load_last(cut)
+    for k, v in a["model"].items():
+        torch.testing.assert_close(b["model"][k], v, rtol=0, atol=0, msg=f"{k} differs after resume")
+    assert [r["epoch"] for r in b["history"]] == list(range(1, epochs + 1))
