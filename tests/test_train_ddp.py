@@ -89,10 +89,9 @@ def test_killed_ddp_run_resumes_on_every_rank_to_the_uninterrupted_weights(tmp_p
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "stages.train"]
     proc = subprocess.Popen(cmd, cwd=cut, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
-    log = cut / "reports" / "train_log.tsv"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= 2:  # epoch 1 done
+        if (cut / "models" / "checkpoints" / "last.pt").exists():  # epoch 1 checkpointed
             _kill_all_in(cut)  # kill -9 torchrun and both ranks
             break
         time.sleep(0.02)
