@@ -24,6 +24,7 @@ from pipeline.train.distributed import DistContext, all_reduce_
 SYNC_EVERY = 10
 # Validation scores depths in (VAL_MIN_DEPTH, model.max_depth), like evaluation's default range.
 VAL_MIN_DEPTH = 1e-3
+VAL_CROP = "eigen"
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,9 @@ def validate(tr: Trainer, data: DeviceSplit, batch_size: int, ctx: DistContext, 
     """Validation loss and the nine metrics (per image, then averaged) on the whole split.
 
     Each rank scores every world_size-th image; sums are reduced over ranks. Metrics
-    use the filled depth at training resolution with no crop (`eval_mask(crop="none")`).
+    use the filled depth at training resolution inside the Eigen crop (scaled to that
+    resolution): the region the default evaluation scores, so the best epoch is chosen
+    on what the test reports, without the registration border of NYU's frames.
 
     Returns:
         {"val_loss": float, "val_<metric>": float for every METRIC_NAME}.
@@ -144,7 +147,7 @@ def validate(tr: Trainer, data: DeviceSplit, batch_size: int, ctx: DistContext, 
         with tr.autocast():
             pred = tr.net(tr.layout(rgb))  # (b, 1, H, W)
         loss = tr.loss_fn(pred, depth, rgb)
-        per = protocol_metrics_torch(pred.float(), depth, VAL_MIN_DEPTH, max_depth, crop="none")
+        per = protocol_metrics_torch(pred.float(), depth, VAL_MIN_DEPTH, max_depth, crop=VAL_CROP)
         vals = torch.stack([per[k] for k in METRIC_NAMES]).double()  # (M, b); NaN: no valid pixel
         ok = ~torch.isnan(vals)
         sums[0] += loss.double() * len(chunk)
