@@ -17,7 +17,8 @@ import pandas as pd
 
 from pipeline.config import Params, PathsParams
 from pipeline.data.datasets import read_summary
-from pipeline.evaluation import EvalResult, constant_baseline, evaluate_model, pick_device, train_resolution
+from pipeline.device import pick_device
+from pipeline.evaluation import EvalResult, constant_baseline, evaluate_model, train_resolution
 from pipeline.io import atomic_path, write_json_atomic
 from pipeline.metrics import METRIC_NAMES, average_metrics
 from pipeline.model import load_model

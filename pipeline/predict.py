@@ -23,8 +23,9 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageOps
 
+from pipeline.device import pick_device
 from pipeline.errors import PipelineError
-from pipeline.evaluation.inference import pick_device, predict_batch, train_resolution
+from pipeline.evaluation.inference import predict_batch, train_resolution
 from pipeline.io import atomic_path
 from pipeline.model import load_model
 

@@ -6,7 +6,7 @@ inference path, shared with the `predict` CLI.
 
 from pipeline.evaluation.baseline import constant_baseline, train_depth_median
 from pipeline.evaluation.depth_bins import BIN_COLUMNS, DepthBinAccumulator, depth_bin_edges
-from pipeline.evaluation.inference import pick_device, predict_batch, predict_depth, train_resolution
+from pipeline.evaluation.inference import predict_batch, predict_depth, train_resolution
 from pipeline.evaluation.protocol import EvalResult, evaluate_model, example_positions, protocol_gt
 
 __all__ = [
@@ -17,7 +17,6 @@ __all__ = [
     "depth_bin_edges",
     "evaluate_model",
     "example_positions",
-    "pick_device",
     "predict_batch",
     "predict_depth",
     "protocol_gt",

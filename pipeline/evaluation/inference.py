@@ -19,22 +19,6 @@ from pipeline.data.preprocess import resize_rgb
 from pipeline.errors import PipelineError
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """The inference device: `auto` picks CUDA, then MPS, then the CPU.
-
-    Raises:
-        PipelineError: if the name is unknown or the named accelerator is not available.
-    """
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if name not in ("cuda", "mps", "cpu"):
-        raise PipelineError(f"device '{name}' is unknown; use auto | cuda | mps | cpu")
-    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
-        raise PipelineError(f"device '{name}' is not available on this machine; use 'auto' or 'cpu'")
-    return torch.device(name)
-
-
 def train_resolution(meta: dict[str, Any]) -> tuple[int, int]:
     """(height, width) the model was trained at, from the checkpoint's stored params.
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from pipeline.device import pick_device
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -47,22 +48,16 @@ def env_context() -> DistContext:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """`train.device` to a torch device; `auto` picks CUDA, then MPS, then the CPU.
+    """`train.device` to a torch device (see `pipeline.device.pick_device`); CUDA gets this rank's GPU.
 
     Raises:
         PipelineError: a device was named explicitly but is not available.
     """
-    has_mps = torch.backends.mps.is_available()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PipelineError("params: train.device is 'cuda' but no CUDA GPU is visible; set train.device: auto or cpu")
-    if name == "mps" and not has_mps:
-        raise PipelineError("params: train.device is 'mps' but MPS is not available; set train.device: auto or cpu")
-    if name == "cuda":
+    device = pick_device(name, key="params: train.device")
+    if device.type == "cuda":
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
-    return torch.device(name)
+    return device
 
 
 def init_distributed(ctx: DistContext, device: torch.device) -> None:
