@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,3 +60,48 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
         while chunk := f.read(chunk_bytes):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _remove_stale_staging(out_dir: Path) -> None:
+    """Removes staging folders left by runs that were killed (-9) and whose process is gone."""
+    for p in out_dir.parent.glob(f".{out_dir.name}.*.*"):
+        pid = p.name.removeprefix(f".{out_dir.name}.").split(".")[0]
+        if not pid.isdigit() or p.suffix not in (TMP_SUFFIX, ".old"):
+            continue
+        try:
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, owned by someone else
+
+
+@contextlib.contextmanager
+def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
+    """Yields an empty temporary folder beside `out_dir`; swaps it in if the block succeeds.
+
+    The swap is two renames on one filesystem (old aside, new in), then the old one is
+    deleted; on any failure the temporary folder is removed and `out_dir` is untouched.
+    Staging folders of earlier runs killed with -9 are removed first.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}{TMP_SUFFIX}")
+    old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
+    _remove_stale_staging(out_dir)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        had_old = out_dir.exists()
+        if had_old:
+            os.replace(out_dir, old)
+        try:
+            os.replace(tmp, out_dir)
+        except BaseException:
+            if had_old:
+                os.replace(old, out_dir)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -9,12 +9,8 @@ complete.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +22,7 @@ from pipeline.data.datasets import SplitWriter
 from pipeline.data.matlab import HEIGHT, WIDTH
 from pipeline.data.nyu import NyuLabeled, read_splits
 from pipeline.errors import PipelineError
-from pipeline.io import write_json_atomic
+from pipeline.io import atomic_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -131,49 +127,6 @@ def _write_split(
     return lo, hi
 
 
-def _remove_stale_staging(out_dir: Path) -> None:
-    """Removes staging folders left by runs that were killed (-9) and whose process is gone."""
-    for p in out_dir.parent.glob(f".{out_dir.name}.*.*"):
-        pid = p.name.removeprefix(f".{out_dir.name}.").split(".")[0]
-        if not pid.isdigit() or p.suffix not in (".tmp", ".old"):
-            continue
-        try:
-            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
-        except ProcessLookupError:
-            shutil.rmtree(p, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, owned by someone else
-
-
-@contextlib.contextmanager
-def staged_dir(out_dir: Path) -> Iterator[Path]:
-    """Yields an empty temporary folder beside `out_dir`; swaps it in if the block succeeds.
-
-    The swap is two renames on one filesystem (old aside, new in), then the old one is
-    deleted; on any failure the temporary folder is removed and `out_dir` is untouched.
-    """
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
-    old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
-    _remove_stale_staging(out_dir)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        had_old = out_dir.exists()
-        if had_old:
-            os.replace(out_dir, old)
-        try:
-            os.replace(tmp, out_dir)
-        except BaseException:
-            if had_old:
-                os.replace(old, out_dir)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def preprocess(
     labeled: str | Path, splits: str | Path, out_dir: str | Path, params: PreprocessParams, source: str
 ) -> dict:
@@ -206,7 +159,7 @@ def preprocess(
         sizes = {"train": (params.height, params.width), "val": (params.height, params.width), "test": (HEIGHT, WIDTH)}
         stats = RgbStats()
         lo, hi = np.inf, -np.inf
-        with staged_dir(out_dir) as tmp:
+        with atomic_dir(out_dir) as tmp:
             for split, idx in plan.items():
                 s_lo, s_hi = _write_split(nyu, idx, tmp / f"{split}.h5", sizes[split], split, source, scenes, types,
                                           stats if split == "train" else None)  # fmt: skip

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Params
-from pipeline.io import atomic_path
+from pipeline.io import atomic_dir, atomic_path
 from pipeline.report import figures
 from pipeline.report.context import collect_provenance
 from pipeline.report.document import CURVES, DEPTH, GRID, SCENES, build_document, report_title
@@ -39,16 +38,6 @@ def write_figures(inputs: ReportInputs, folder: Path) -> list[Path]:
     return [figures.save_png(fig, folder / name) for name, fig in drawn.items()]
 
 
-def _swap_dir(new: Path, dst: Path) -> None:
-    """Puts folder `new` at `dst` by renames; the old `dst` is removed only once `new` is there."""
-    old = dst.with_name(f".{dst.name}.{os.getpid()}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(new, dst)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def build_report(params: Params, repo_root: str | Path) -> dict[str, Any]:
     """Writes report.md, report.html and the figures folder from evaluate's and train's outputs.
 
@@ -66,22 +55,21 @@ def build_report(params: Params, repo_root: str | Path) -> dict[str, Any]:
     paths = ReportPaths.from_params(params, repo_root)
     inputs = load_inputs(paths)
     prov = collect_provenance(params, repo_root, inputs.metrics, inputs.run_id)
-    staging = paths.figures_dir.with_name(f".{paths.figures_dir.name}.{os.getpid()}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    # Everything is built aside (figures in a staging folder, texts in temp files); on
+    # success the contexts exit in reverse: the folder is swapped in, then both texts are
+    # renamed. A failure or kill while building leaves the previous report as it was.
+    with (
+        atomic_path(paths.report_md) as tmp_md,
+        atomic_path(paths.report_html) as tmp_html,
+        atomic_dir(paths.figures_dir) as staging,
+    ):
         pngs = write_figures(inputs, staging)
         blocks = build_document(inputs, params, prov, has_grid=(staging / GRID).exists())
         title = report_title(str(inputs.metrics["source"]))
         figures_rel = Path(os.path.relpath(paths.figures_dir, paths.report_md.parent)).as_posix()
-        markdown = render_markdown(blocks, title, figures_rel)
         page = render_html(blocks, title, staging)
-        with atomic_path(paths.report_md) as tmp_md, atomic_path(paths.report_html) as tmp_html:
-            tmp_md.write_text(markdown, encoding="utf-8")
-            tmp_html.write_text(page, encoding="utf-8")
-            _swap_dir(staging, paths.figures_dir)  # last: on leaving the block both texts are renamed too
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        tmp_md.write_text(render_markdown(blocks, title, figures_rel), encoding="utf-8")
+        tmp_html.write_text(page, encoding="utf-8")
     log.info("report: %s (%.1f MB), %s, %d figures", paths.report_html, len(page) / 1e6, paths.report_md, len(pngs))
     return {
         "report_md": paths.report_md,
