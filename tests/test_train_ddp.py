@@ -24,12 +24,17 @@ from tests.train_helpers import REPO, load_last, make_root, tiny_params, tiny_ra
 NO_RANDOMNESS = {"model": {"norm": "none", "dropout": 0.0}, "train": {"augment": False, "epochs": 2}}
 
 
-def _torchrun(root: Path, nproc: int) -> subprocess.CompletedProcess:
+def _torchrun_args(nproc: int) -> dict:
+    """`torchrun --standalone --nproc_per_node N -m stages.train` as subprocess keyword arguments."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop("DVC_ROOT", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "stages.train"]  # fmt: skip
-    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=180)
+    return {"args": cmd, "env": env}
+
+
+def _torchrun(root: Path, nproc: int) -> subprocess.CompletedProcess:
+    return subprocess.run(**_torchrun_args(nproc), cwd=root, capture_output=True, text=True, timeout=180)
 
 
 @pytest.mark.slow
@@ -84,11 +89,7 @@ def test_killed_ddp_run_resumes_on_every_rank_to_the_uninterrupted_weights(tmp_p
     assert _torchrun(whole, nproc=2).returncode == 0
 
     cut = _ddp_root(tmp_path / "cut", epochs)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    env.pop("DVC_ROOT", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "stages.train"]
-    proc = subprocess.Popen(cmd, cwd=cut, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(**_torchrun_args(2), cwd=cut, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if (cut / "models" / "checkpoints" / "last.pt").exists():  # epoch 1 checkpointed
