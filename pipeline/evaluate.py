@@ -76,6 +76,7 @@ def metrics_summary(
         "baseline_depth": baseline[0],
         "baseline_source": baseline[1],
         "n_images": len(result.per_image),
+        "nonfinite_pixels": result.nonfinite_pixels,
         "protocol": {
             "gt": cfg.gt,
             "crop": cfg.crop,
@@ -126,6 +127,9 @@ def evaluate(params: Params, device: str = "auto") -> dict[str, Any]:
         metrics = metrics_summary(result, params, train_hw, baseline, mlflow_run_id=tracker.run_id, **info)
         write_json_atomic(params.paths.metrics, metrics)
         _log_to_run(tracker, params.paths, metrics)
+    if result.nonfinite_pixels:
+        log.warning("%d predicted test pixel(s) were NaN or infinite; scored as eval.min_depth (NaN, -inf) or "
+                    "eval.max_depth (+inf), as BTS does", result.nonfinite_pixels)  # fmt: skip
     log.info("test (%d images): %s", metrics["n_images"], _brief(metrics))
     log.info("constant %.2f m baseline: %s", baseline[0], _brief(metrics["baseline"]))
     return metrics

@@ -4,7 +4,8 @@ Monodepth2 computes its metrics twice (numpy and torch) with different crops, so
 validation disagrees with its evaluation; here every caller goes through
 `per_image_metrics_torch` with the mask from `eval_mask`.
 
-Protocol (BTS / AdaBins on NYUDv2): predictions clipped to [min_depth, max_depth]; valid
+Protocol (BTS / AdaBins on NYUDv2): predictions clipped to [min_depth, max_depth] (NaN and
+-inf to min_depth, +inf to max_depth, as BTS does); valid
 pixels have min_depth < gt < max_depth inside the Eigen crop; metrics are computed per
 image, then averaged over images (not pooled over pixels).
 """
@@ -110,12 +111,32 @@ def per_image_metrics_torch(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Te
     return out
 
 
+def clip_prediction(pred: torch.Tensor, min_depth: float, max_depth: float) -> torch.Tensor:
+    """The prediction as the protocol scores it: clipped to [min_depth, max_depth].
+
+    Non-finite values are replaced as BTS's evaluation does (NaN and -inf -> min_depth,
+    +inf -> max_depth) rather than left to poison some metrics and not others: a NaN
+    pixel would drop its image from the means of AbsRel, RMSE and the log metrics while
+    the delta metrics (a NaN comparison is False) kept it, so different metrics would
+    average over different images. Callers report how many pixels were replaced
+    (`count_nonfinite`).
+    """
+    return torch.nan_to_num(pred, nan=min_depth, posinf=max_depth, neginf=min_depth).clamp(min_depth, max_depth)
+
+
+def count_nonfinite(pred: torch.Tensor) -> int:
+    """How many pixels of a prediction are NaN or infinite (`clip_prediction` replaces them)."""
+    return int((~torch.isfinite(pred)).sum().item())
+
+
 def protocol_metrics_torch(
     pred: torch.Tensor, gt: torch.Tensor, min_depth: float = 1e-3, max_depth: float = 10.0, crop: str = "eigen"
 ) -> dict[str, torch.Tensor]:
-    """Per-image metrics under the full protocol: clip pred, `eval_mask`, then the core.
+    """Per-image metrics under the full protocol: `clip_prediction`, `eval_mask`, then the core.
 
     For training validation on the device (the same numbers `depth_metrics` gives).
+    Every image is scored on the same pixels by every metric, non-finite predictions
+    included (see `clip_prediction`).
 
     Args:
         pred, gt: (B, H, W) or (B, 1, H, W) metres.
@@ -124,7 +145,7 @@ def protocol_metrics_torch(
         {name: (B,) tensor}, NaN for images without valid pixels.
     """
     mask = eval_mask(gt, min_depth, max_depth, crop)
-    return per_image_metrics_torch(pred.clamp(min_depth, max_depth), gt, mask)
+    return per_image_metrics_torch(clip_prediction(pred, min_depth, max_depth), gt, mask)
 
 
 def average_metrics(per_image: dict[str, torch.Tensor | np.ndarray]) -> dict[str, float]:

@@ -105,7 +105,7 @@ def test_three_queued_experiments_with_two_workers_lose_nothing(repo: Path):
             break
         time.sleep(3)
     status = run(["dvc", "queue", "status"], repo, env).stdout
-    assert "Failed" not in status, status
+    assert "Failed" not in status, _failure_report(repo, env, status)
     records = _exp_records(json.loads(run(["dvc", "exp", "show", "--json"], repo, env).stdout))
     runs, client = _mlflow_runs(repo)
     for name in names:
@@ -116,6 +116,23 @@ def test_three_queued_experiments_with_two_workers_lose_nothing(repo: Path):
         assert runs[name].info.status == "FINISHED"
         assert metrics["mlflow_run_id"] == runs[name].info.run_id
         assert {"report.html", "metrics.json"} <= {a.path for a in client.list_artifacts(runs[name].info.run_id)}
+
+
+def _failure_report(repo: Path, env: dict[str, str], status: str) -> str:
+    """`dvc queue status`, then `dvc queue logs` of each failed task and the celery worker logs.
+
+    A task that fails before its first stage has no `dvc queue logs`; the worker's own
+    log (`.dvc/tmp/exps/celery/dvc-exp-worker-*.out`) then says why.
+    """
+    parts = [status]
+    for line in status.splitlines():
+        fields = line.split()
+        if fields and fields[-1] == "Failed":
+            logs = run(["dvc", "queue", "logs", fields[0]], repo, env, check=False)
+            parts.append(f"--- dvc queue logs {fields[0]}:\n{logs.stdout}{logs.stderr}")
+    for out in sorted((repo / ".dvc" / "tmp" / "exps" / "celery").glob("*.out")):
+        parts.append(f"--- {out.name} (last 4000 chars):\n{out.read_text(errors='replace')[-4000:]}")
+    return "\n".join(parts)
 
 
 def test_make_demo_is_an_experiment_and_leaves_params_alone(repo: Path):

@@ -180,6 +180,27 @@ def test_predictions_are_clipped_to_the_range(tmp_path):
     assert np.isfinite(near.per_image[list(METRIC_NAMES)].to_numpy()).all()  # logs of the clipped value
 
 
+class PoisonedPixels(nn.Module):
+    """A perfect red-to-depth model whose image 1 has one NaN pixel and image 2 one +inf pixel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = RedToDepth()(x).clone()  # (B, 1, h, w)
+        y[1, 0, H // 2, W // 2], y[2, 0, H // 3, W // 3] = float("nan"), float("inf")
+        return y
+
+
+def test_nonfinite_predictions_are_counted_and_every_metric_keeps_every_image(tmp_path):
+    red = red_levels(3)
+    depth = red * np.float32(STEP)
+    test = write_split(tmp_path / "test.h5", red, depth, depth)
+    res = evaluate_model(PoisonedPixels(), test, cfg(batch_size=3, crop="none"), (H, W), 3.0)
+    assert res.nonfinite_pixels == 2
+    assert np.isfinite(res.per_image[list(METRIC_NAMES)].to_numpy()).all()  # no image dropped from any mean
+    # Image 1's NaN pixel is scored as eval.min_depth: exactly one pixel off out of H*W.
+    assert res.per_image.delta1[1] == pytest.approx(1 - 1 / (H * W))
+    assert res.per_image.delta1[0] == 1.0
+
+
 def test_error_by_depth_matches_a_direct_computation(tmp_path):
     red = red_levels(5, lo=10, hi=240, seed=3)  # 0.4 .. 9.6 m: most bins populated
     depth = red * np.float32(STEP)
@@ -280,6 +301,7 @@ def test_stage_end_to_end(tmp_path):
     metrics = json.loads((root / "reports/metrics.json").read_text())
     assert set(METRIC_NAMES) <= metrics.keys() and set(metrics["baseline"]) == set(METRIC_NAMES)
     assert metrics["n_images"] == 5 and metrics["mlflow_run_id"] is None and metrics["model_epoch"] == 3
+    assert metrics["nonfinite_pixels"] == 0
     assert metrics["source"] == "synthetic" and metrics["device"] == "cpu"
     assert metrics["protocol"] == {
         "gt": "raw", "crop": "eigen", "flip_tta": False, "min_depth": 0.001, "max_depth": 10.0,

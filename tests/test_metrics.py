@@ -155,3 +155,25 @@ def test_torch_paths_agree_with_numpy() -> None:
 def test_names() -> None:
     assert METRIC_NAMES == ("delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog")
     assert {"delta1", "delta2", "delta3"} == HIGHER_IS_BETTER
+
+
+def test_nonfinite_prediction_scored_as_bts_and_every_metric_averages_the_same_images() -> None:
+    pred, gt = _random_pair(3, 20, 24, seed=4)
+    gt[~np.isfinite(gt)] = 0.0
+    bad = pred.copy()
+    bad[1, 10, 10], bad[1, 11, 11], bad[2, 3, 3] = np.nan, np.inf, -np.inf
+    fixed = pred.copy()
+    fixed[1, 10, 10], fixed[1, 11, 11], fixed[2, 3, 3] = 1e-3, 10.0, 1e-3  # BTS: NaN/-inf -> min, +inf -> max
+    per_bad = depth_metrics_per_image(bad, gt, crop="none")
+    per_fixed = depth_metrics_per_image(fixed, gt, crop="none")
+    for name in METRIC_NAMES:
+        assert np.isfinite(per_bad[name]).all(), name  # no image silently dropped from any mean
+        np.testing.assert_allclose(per_bad[name], per_fixed[name], rtol=1e-12)
+
+
+def test_count_nonfinite() -> None:
+    from pipeline.metrics import clip_prediction, count_nonfinite
+
+    x = torch.tensor([1.0, float("nan"), float("inf"), -float("inf"), 20.0])
+    assert count_nonfinite(x) == 3
+    assert clip_prediction(x, 0.5, 10.0).tolist() == [1.0, 0.5, 10.0, 0.5, 10.0]

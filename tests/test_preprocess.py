@@ -107,7 +107,7 @@ def test_split_train_val_by_scene(fraction: float) -> None:
     scenes = [f"s{k // 3}" for k in range(60)]  # 20 scenes of 3 frames
     train_idx = np.sort(rng.choice(np.arange(1, 61), 40, replace=False))
     train, val = pp.split_train_val(train_idx, scenes, fraction, seed=3)
-    n_scenes = len({scenes[i - 1] for i in train_idx})
+    n_scenes = len({scenes[i - 1] for i in train_idx})  # "s3" has no recording letter: scene = room
     val_scenes = {scenes[i - 1] for i in val}
     assert len(val_scenes) == min(max(1, round(fraction * n_scenes)), n_scenes - 1)
     assert not val_scenes & {scenes[i - 1] for i in train}
@@ -115,26 +115,24 @@ def test_split_train_val_by_scene(fraction: float) -> None:
     assert (np.diff(train) > 0).all() and (np.diff(val) > 0).all()  # order kept
 
 
-def test_resize_nearest_keeps_values_and_holes() -> None:
-    rng = np.random.default_rng(0)
-    depth = np.where(rng.random((480, 640)) < 0.5, 1.25, 7.5).astype(np.float32)  # many sharp edges
-    depth[rng.random((480, 640)) < 0.2] = 0.0  # holes
-    for h, w in ((240, 320), (100, 150), (37, 53)):
-        out = pp.resize_nearest(depth, h, w)
-        assert out.shape == (h, w) and out.dtype == np.float32
-        assert set(np.unique(out)) <= {0.0, 1.25, 7.5}  # never a blend of neighbours
-    halved = pp.resize_nearest(depth, 240, 320)
-    np.testing.assert_array_equal(halved, depth[1::2, 1::2])  # pixel centres of a 2x reduction
+def test_room_of_strips_the_recording_letter() -> None:
+    assert pp.room_of("basement_0001a") == pp.room_of("basement_0001b") == "basement_0001"
+    assert pp.room_of("kitchen_0028") == "kitchen_0028"
+    assert pp.room_of("study_room_0004") == "study_room_0004"
 
 
-def test_resize_rgb_antialiases() -> None:
-    stripes = np.zeros((480, 640, 3), np.uint8)
-    stripes[:, ::2] = 255  # 1-pixel stripes: pure aliasing for a point-sampling resize
-    out = pp.resize_rgb(stripes, 240, 320)
-    assert out.shape == (240, 320, 3) and out.dtype == np.uint8
-    assert np.abs(out[2:-2, 2:-2].astype(int) - 128).max() <= 2  # averaged to mid-grey
-    same = pp.resize_rgb(stripes, 480, 640)
-    np.testing.assert_array_equal(same, stripes)
+@pytest.mark.parametrize("seed", range(6))
+def test_split_train_val_keeps_sibling_recordings_together(seed: int) -> None:
+    # 8 rooms; rooms 0-3 recorded twice ("a", "b"), 2 frames per recording.
+    scenes = [f"basement_{k:04d}{r}" for k in range(4) for r in "ab" for _ in range(2)]
+    scenes += [f"office_{k:04d}" for k in range(4) for _ in range(2)]
+    train_idx = np.arange(1, len(scenes) + 1)
+    train, val = pp.split_train_val(train_idx, scenes, 0.25, seed)
+    val_rooms = {pp.room_of(scenes[i - 1]) for i in val}
+    train_rooms = {pp.room_of(scenes[i - 1]) for i in train}
+    assert len(val_rooms) == 2 and not val_rooms & train_rooms
+    # Every recording of a val room is in val, its sibling included.
+    assert {scenes[i - 1] for i in val} == {s for s in scenes if pp.room_of(s) in val_rooms}
 
 
 def test_rgb_stats_streaming() -> None:

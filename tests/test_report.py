@@ -200,6 +200,20 @@ def test_published_results_shown_for_nyudv2(built):
             assert r.citation in text and f"{r.metrics['delta1']:.3f}" in text
 
 
+def test_published_table_says_how_each_number_was_obtained():
+    from pipeline.report.published import POOLED, published_table
+
+    ours = {"delta1": 0.5, "abs_rel": 0.2, "rmse": 0.9}
+    frame = published_table(ours, "ours", "raw ground truth", ours_tta=True).frame.set_index("Method")
+    assert frame.loc["U-Net (this pipeline)", "Test-time augmentation"] == "flip TTA"
+    dense = frame.loc[next(m for m in frame.index if m.startswith("DenseDepth"))]
+    assert dense["Test-time augmentation"] == "flip TTA" and dense["Metrics averaged"] == POOLED
+    assert "own crop" in dense["Protocol"]
+    adabins = frame.loc[next(m for m in frame.index if m.startswith("AdaBins"))]
+    assert adabins["Test-time augmentation"] == "flip TTA" and "24,231" in adabins["Training data"]
+    assert all(frame["Metrics averaged"].str.len() > 0) and all(frame["Test-time augmentation"].str.len() > 0)
+
+
 def test_no_examples_and_null_metrics_still_build(tmp_path):
     params = make_params()
     metrics = write_inputs(tmp_path, params, k=0)

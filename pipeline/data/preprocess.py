@@ -10,11 +10,11 @@ complete.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from pipeline.config import PreprocessParams
@@ -23,65 +23,49 @@ from pipeline.data.matlab import HEIGHT, WIDTH
 from pipeline.data.nyu import NyuLabeled, read_splits
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_dir, write_json_atomic
+from pipeline.resample import resize_depth, resize_rgb
 
 log = logging.getLogger(__name__)
+
+
+def room_of(scene: str) -> str:
+    """The room a scene was recorded in: the scene name without its trailing letters.
+
+    NYU records some rooms more than once (`basement_0001a`, `basement_0001b`, ...);
+    those recordings see the same walls and furniture, so they are one room.
+    """
+    return re.sub(r"(?<=\d)[a-z]+$", "", scene)
 
 
 def split_train_val(
     train_idx: np.ndarray, scenes: list[str], val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Carves a validation set out of the training indices, by whole scenes.
+    """Carves a validation set out of the training indices, by whole rooms.
 
-    Frames of one scene are near-duplicates (consecutive Kinect frames of one room), so
-    a random per-image split would leak the val scenes into training and flatter val.
+    Frames of one scene are near-duplicates (consecutive Kinect frames of one room), and
+    sibling recordings of one room (`_0001a`, `_0001b`) show the same room again; a
+    per-image or per-recording split would leak val rooms into training, and model
+    selection would then reward memorising rooms.
 
     Args:
         train_idx: 1-based NYU indices of the official training split, in file order.
         scenes: scene name of every frame (0-based, all frames of the labeled file).
-        val_fraction: share of the training *scenes* to hold out (at least one if > 0,
+        val_fraction: share of the training *rooms* to hold out (at least one if > 0,
             never all of them).
-        seed: makes the choice of scenes reproducible.
+        seed: makes the choice of rooms reproducible.
 
     Returns:
         (train, val) 1-based indices, each in the order they had in `train_idx`.
     """
-    train_scenes = sorted({scenes[i - 1] for i in train_idx})  # sorted: independent of file order
+    rooms = [room_of(scenes[i - 1]) for i in train_idx]
+    train_rooms = sorted(set(rooms))  # sorted: independent of file order
     n_val = 0
-    if val_fraction > 0 and len(train_scenes) > 1:
-        n_val = min(max(1, round(val_fraction * len(train_scenes))), len(train_scenes) - 1)
+    if val_fraction > 0 and len(train_rooms) > 1:
+        n_val = min(max(1, round(val_fraction * len(train_rooms))), len(train_rooms) - 1)
     rng = np.random.default_rng(seed)
-    val_scenes = {train_scenes[k] for k in rng.permutation(len(train_scenes))[:n_val]}
-    is_val = np.array([scenes[i - 1] in val_scenes for i in train_idx], dtype=bool)
+    val_rooms = {train_rooms[k] for k in rng.permutation(len(train_rooms))[:n_val]}
+    is_val = np.array([room in val_rooms for room in rooms], dtype=bool)
     return train_idx[~is_val], train_idx[is_val]
-
-
-def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Antialiased bilinear resize of an (H,W,3) uint8 image to (height,width,3).
-
-    Pillow's resize widens the bilinear kernel by the downscale factor (a proper
-    low-pass filter, with `reducing_gap=None` for the exact result), so fine texture
-    averages out instead of aliasing into moire as plain 4-tap bilinear would.
-    """
-    if rgb.shape[:2] == (height, width):
-        return rgb
-    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR, reducing_gap=None))
-
-
-def resize_nearest(depth: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of an (H,W) depth map, sampling at pixel centres.
-
-    Depth must not be interpolated: averaging across an occlusion edge invents depths
-    that lie on no surface (a "flying pixel" halfway between a chair and the wall),
-    and averaging a raw-depth hole (0) with its neighbours turns "no measurement" into
-    a bogus small depth. Picking one source pixel keeps every value a real measurement
-    and keeps holes exactly 0.
-    """
-    H, W = depth.shape
-    if (height, width) == (H, W):
-        return depth
-    rows = np.minimum(((np.arange(height) + 0.5) * (H / height)).astype(np.int64), H - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * (W / width)).astype(np.int64), W - 1)
-    return depth[np.ix_(rows, cols)]
 
 
 class RgbStats:
@@ -118,8 +102,8 @@ def _write_split(
             i = int(nyu_index) - 1  # splits.mat is 1-based, the reader 0-based
             fr = nyu.frame(i, scenes[i], types[i])
             rgb = resize_rgb(fr.rgb, height, width)  # (h, w, 3) uint8
-            depth = resize_nearest(fr.depth, height, width)  # (h, w) metres
-            raw = resize_nearest(fr.raw_depth, height, width)  # (h, w) metres, 0 = hole
+            depth = resize_depth(fr.depth, height, width)  # (h, w) metres
+            raw = resize_depth(fr.raw_depth, height, width)  # (h, w) metres, 0 = hole
             out.write(row, rgb, depth, raw, int(nyu_index), fr.scene, fr.scene_type)
             if stats is not None:
                 stats.update(rgb)
@@ -151,9 +135,10 @@ def preprocess(
         scenes, types = nyu.scenes(), nyu.scene_types()
         train, val = split_train_val(train_all, scenes, params.val_fraction, params.seed)
         if len(val) == 0:
+            n_rooms = len({room_of(scenes[i - 1]) for i in train_all})
             raise PipelineError(
-                f"preprocess.val_fraction={params.val_fraction} with {len({scenes[i - 1] for i in train_all})} "
-                f"training scene(s) in {splits} leaves val empty; set preprocess.val_fraction > 0"
+                f"preprocess.val_fraction={params.val_fraction} with {n_rooms} training room(s) in {splits} "
+                "leaves val empty; set preprocess.val_fraction > 0"
             )
         plan = {"train": train, "val": val, "test": test}
         sizes = {"train": (params.height, params.width), "val": (params.height, params.width), "test": (HEIGHT, WIDTH)}

@@ -1,8 +1,9 @@
 """The one inference path, shared by the evaluate stage and the `predict` CLI.
 
-The network sees every image at its training resolution (the antialiased resize
-preprocess used for the training images), and its prediction is upsampled bilinearly
-back to the image's own size.
+The network sees every image at its training resolution (`pipeline.resample.resize_rgb`,
+the resize preprocess used for the training images), and its prediction is interpolated
+back to the image's own size on the grid the training targets were sampled from
+(`upsample_prediction`), so prediction and ground truth pixels line up.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from pipeline.data.preprocess import resize_rgb
 from pipeline.errors import PipelineError
+from pipeline.resample import resize_rgb, upsample_prediction
 
 
 def train_resolution(meta: dict[str, Any]) -> tuple[int, int]:
@@ -71,10 +71,8 @@ def predict_depth(
         y = model(x).float()  # (B or 2B, 1, h, w) metres
     if flip_tta:
         y = 0.5 * (y[:B] + y[B:].flip(-1))  # (B, 1, h, w)
-    if y.shape[-2:] != (H, W):
-        # align_corners=False: pixel centres map onto pixel centres, as in the downsample.
-        y = F.interpolate(y, size=(H, W), mode="bilinear", align_corners=False)  # (B, 1, H, W)
-    return y[:, 0]  # (B, H, W)
+    # Back onto the full-resolution grid the training targets were sampled from.
+    return upsample_prediction(y[:, 0], H, W)  # (B, H, W)
 
 
 def predict_batch(

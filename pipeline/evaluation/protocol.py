@@ -28,7 +28,7 @@ from pipeline.data.datasets import SplitArrays, iter_split, split_length
 from pipeline.errors import PipelineError
 from pipeline.evaluation.depth_bins import DepthBinAccumulator
 from pipeline.evaluation.inference import predict_depth
-from pipeline.metrics import METRIC_NAMES, eval_mask, protocol_metrics_torch
+from pipeline.metrics import METRIC_NAMES, clip_prediction, count_nonfinite, eval_mask, protocol_metrics_torch
 
 EXAMPLE_KEYS = ("index", "rgb", "gt", "pred", "scene", "scene_type")
 
@@ -42,6 +42,7 @@ class EvalResult:
     error_by_depth: pd.DataFrame  # depth_bins.BIN_COLUMNS
     examples: dict[str, np.ndarray]  # EXAMPLE_KEYS -> (K, ...) arrays
     eval_hw: tuple[int, int]  # the test resolution
+    nonfinite_pixels: int = 0  # predicted pixels that were NaN/inf, replaced by `clip_prediction`
 
 
 def protocol_gt(batch: SplitArrays, gt: str) -> np.ndarray:
@@ -111,7 +112,7 @@ def evaluate_model(
         raise PipelineError(f"{test_path}: the test split has no images; re-run `dvc repro preprocess`")
     keep = example_positions(n, cfg.n_examples)
     bins = DepthBinAccumulator(cfg.max_depth)
-    rows, base_rows, kept, start, hw = [], [], [], 0, (0, 0)
+    rows, base_rows, kept, start, hw, nonfinite = [], [], [], 0, (0, 0), 0
     model.eval()
     batches = iter_split(test_path, cfg.batch_size)
     for batch in tqdm(batches, total=math.ceil(n / cfg.batch_size), desc="evaluate", unit="batch"):
@@ -120,7 +121,8 @@ def evaluate_model(
         pred = predict_depth(model, batch.rgb, train_hw, cfg.flip_tta)  # (B, H, W) metres
         gt_np = protocol_gt(batch, cfg.gt)  # (B, H, W) metres
         gt = torch.from_numpy(gt_np).to(pred.device, _metric_dtype(pred.device))  # (B, H, W)
-        pred = pred.to(gt.dtype).clamp(cfg.min_depth, cfg.max_depth)
+        nonfinite += count_nonfinite(pred)
+        pred = clip_prediction(pred.to(gt.dtype), cfg.min_depth, cfg.max_depth)
         const = torch.full_like(gt, baseline_depth)  # (B, H, W): the baseline, scored on the same pixels
         rows.append(_image_rows(batch, _score(pred, gt, cfg)))
         base_rows.append(pd.DataFrame(_score(const, gt, cfg)))
@@ -133,4 +135,5 @@ def evaluate_model(
         error_by_depth=bins.to_frame(),
         examples=_stack_examples(kept, hw),
         eval_hw=(int(hw[0]), int(hw[1])),
+        nonfinite_pixels=nonfinite,
     )

@@ -94,17 +94,17 @@ def published_section(metrics: dict[str, Any], params: Params) -> list[Block]:
     p = metrics["protocol"]
     crop = {"eigen": "Eigen crop", "none": "no crop"}.get(p["crop"], f"{p['crop']} crop")
     ours_protocol = f"{p['gt']} ground truth, {crop}, {p['min_depth']:g}–{p['max_depth']:g} m"
-    ours_protocol += ", flip TTA" if p["flip_tta"] else ""
     ours_training = (
         f"the 795 labeled training images, less the validation scenes ({params.preprocess.val_fraction:.0%})"
     )
     intro = (
         f"For context only — **{published.NOT_REPRODUCED}**. These models were trained on tens of thousands of "
         "frames from NYUDv2's raw videos with large pre-trained encoders; ours sees only the labeled training "
-        "images, from scratch. Protocols also differ (raw or filled ground truth, crop), so differences of a "
-        "few hundredths are not meaningful."
+        "images, from scratch. Protocols also differ (raw or filled ground truth, crop, flip test-time "
+        "augmentation, metrics averaged per image or pooled over all pixels), so differences of a few "
+        "hundredths are not meaningful: compare rows whose last three columns agree."
     )
-    table = published.published_table(metrics, ours_training, ours_protocol)
+    table = published.published_table(metrics, ours_training, ours_protocol, bool(p["flip_tta"]))
     return blocks + [Paragraph(intro), table, Paragraph("References:"), Bullets(tuple(published.references()))]
 
 

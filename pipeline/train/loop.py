@@ -6,6 +6,7 @@ back once every `SYNC_EVERY` steps (progress bar, non-finite check) and at the e
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from pipeline.losses import LossFn
 from pipeline.metrics import METRIC_NAMES, protocol_metrics_torch
 from pipeline.train.device_data import DeviceSplit, augment, gather_batch
 from pipeline.train.distributed import DistContext, all_reduce_
+
+log = logging.getLogger(__name__)
 
 # Host syncs per epoch = steps / SYNC_EVERY: rare enough not to stall the GPU queue,
 # frequent enough for a live progress bar and an early stop on a NaN.
@@ -140,21 +143,26 @@ def validate(tr: Trainer, data: DeviceSplit, batch_size: int, ctx: DistContext, 
     """
     tr.net.eval()
     M = len(METRIC_NAMES)
-    sums = torch.zeros(2 + 2 * M, device=tr.device, dtype=torch.float64)  # loss*n, n, metric sums, metric counts
+    # loss*n, n, metric sums, metric counts, non-finite predicted pixels
+    sums = torch.zeros(3 + 2 * M, device=tr.device, dtype=torch.float64)
     idx = torch.arange(ctx.rank, len(data), ctx.world_size, device=tr.device)
     for chunk in idx.split(batch_size):
         rgb, depth = gather_batch(data, chunk)  # (b, 3, H, W), (b, 1, H, W)
         with tr.autocast():
             pred = tr.net(tr.layout(rgb))  # (b, 1, H, W)
         loss = tr.loss_fn(pred, depth, rgb)
+        sums[-1] += (~torch.isfinite(pred)).sum()  # replaced by protocol_metrics_torch, as in evaluation
         per = protocol_metrics_torch(pred.float(), depth, VAL_MIN_DEPTH, max_depth, crop=VAL_CROP)
         vals = torch.stack([per[k] for k in METRIC_NAMES]).double()  # (M, b); NaN: no valid pixel
         ok = ~torch.isnan(vals)
         sums[0] += loss.double() * len(chunk)
         sums[1] += len(chunk)
         sums[2 : 2 + M] += torch.where(ok, vals, 0.0).sum(1)
-        sums[2 + M :] += ok.sum(1)
+        sums[2 + M : 2 + 2 * M] += ok.sum(1)
     s = all_reduce_(sums, ctx).tolist()
+    if s[-1] and ctx.is_main:
+        log.warning("validation: %d predicted pixel(s) were NaN or infinite; scored as the depth range's ends",
+                    int(s[-1]))  # fmt: skip
     out = {"val_loss": s[0] / s[1] if s[1] else float("nan")}
     for i, name in enumerate(METRIC_NAMES):
         out[f"val_{name}"] = s[2 + i] / s[2 + M + i] if s[2 + M + i] else float("nan")
