@@ -137,7 +137,6 @@ class TrainParams:
     amp: bool = True
     compile: bool = False
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
-    num_workers: int = 0
     seed: int = 0
     val_every: int = 1
     deterministic: bool = False
@@ -150,7 +149,6 @@ class TrainParams:
         _check(0 < self.lr < 10, f"{prefix}.lr", "a number in (0, 10)", self.lr)
         _check(self.warmup_epochs >= 0, f"{prefix}.warmup_epochs", "an integer >= 0", self.warmup_epochs)
         _check(self.weight_decay >= 0, f"{prefix}.weight_decay", "a number >= 0", self.weight_decay)
-        _check(self.num_workers >= 0, f"{prefix}.num_workers", "an integer >= 0", self.num_workers)
         _check(self.val_every >= 1, f"{prefix}.val_every", "an integer >= 1", self.val_every)
 
 

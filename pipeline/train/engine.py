@@ -213,8 +213,6 @@ def _start(params: Params, tr: Trainer, state: RunState, paths: TrainPaths, ctx:
     log.info("device %s, world size %d: global batch %d (%d per rank); lr %g, not scaled with the global batch "
              "(adjust train.lr yourself when changing the number of ranks)", tr.device, ctx.world_size,
              tp.batch_size * ctx.world_size, tp.batch_size, tp.lr)  # fmt: skip
-    if tp.num_workers:
-        log.info("train.num_workers ignored: the data lives on the device, no loader workers are used")
     if tracker is not None:
         tracker.log_params(params.to_flat_dict())
         tracker.set_tags({"device": str(tr.device), "world_size": str(ctx.world_size),
