@@ -21,7 +21,7 @@ def run(params: Params) -> dict[str, str]:
     labeled, splits = Path(params.paths.labeled), Path(params.paths.splits)
     if data.source == "synthetic":
         # Imported here so the real download never needs the scene renderer.
-        from pipeline.data.synthetic import write_synthetic_nyu
+        from pipeline.synthetic.dataset import write_synthetic_nyu
 
         write_synthetic_nyu(labeled, splits, data.synthetic)
     else:

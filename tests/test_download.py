@@ -296,9 +296,9 @@ def test_stage_synthetic_source_calls_the_generator(tmp_path: Path, monkeypatch:
     from stages.download import run
 
     calls = []
-    fake = types.ModuleType("pipeline.data.synthetic")
+    fake = types.ModuleType("pipeline.synthetic.dataset")
     fake.write_synthetic_nyu = lambda *args: calls.append(args)
-    monkeypatch.setitem(sys.modules, "pipeline.data.synthetic", fake)
+    monkeypatch.setitem(sys.modules, "pipeline.synthetic.dataset", fake)
     _write_params(tmp_path, source="synthetic", url="http://127.0.0.1:9/never-fetched")
     params = load_params(tmp_path / "params.yaml")
     run(params)

@@ -12,20 +12,9 @@ import torch
 from torch import nn
 
 from pipeline.config import SyntheticParams
+from pipeline.data.matlab import HEIGHT, WIDTH
 from pipeline.data.nyu import NyuLabeled, read_splits
-from pipeline.data.render import (
-    CY,
-    FY,
-    HEIGHT,
-    MAX_DEPTH,
-    WIDTH,
-    camera_rays,
-    render_frame,
-    render_rgbd,
-    trace_depth,
-)
-from pipeline.data.scenes import MIN_DEPTH, SCENE_TYPES, CameraPose, sample_camera, sample_scene
-from pipeline.data.synthetic import (
+from pipeline.synthetic.dataset import (
     _CAMERA,
     _rng,
     iter_frames,
@@ -35,6 +24,17 @@ from pipeline.data.synthetic import (
     split_scenes,
     write_synthetic_nyu,
 )
+from pipeline.synthetic.raycast import (
+    CY,
+    FY,
+    MAX_DEPTH,
+    camera_rays,
+    render_frame,
+    render_rgbd,
+    trace_depth,
+)
+from pipeline.synthetic.scenes import MIN_DEPTH, sample_camera, sample_scene
+from pipeline.synthetic.spec import SCENE_TYPES, CameraPose
 
 
 @pytest.fixture(scope="module")

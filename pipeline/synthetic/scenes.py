@@ -1,23 +1,20 @@
 """Procedural indoor scenes for `data.source: synthetic`: room, furniture, wall decals, camera.
 
-World frame: metres, x to the right, y up, z into the room; the room is the box
-[0, W] x [0, H] x [0, D] with the floor at y = 0. Walls are numbered 0..3 as
-z = 0, z = D, x = 0, x = W; a wall's surface id in `render` is 2 + its number.
-Everything is sampled from one numpy Generator, so a scene is a pure function of it.
+The types and the world frame are in `spec`. Everything is sampled from one numpy
+Generator, so a scene is a pure function of it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.data.furniture import Box, sample_furniture
-from pipeline.data.render import trace_depth
-from pipeline.data.textures import Material, jitter_colour
+from pipeline.synthetic.furniture import Box, sample_furniture
+from pipeline.synthetic.raycast import trace_depth
+from pipeline.synthetic.spec import SCENE_TYPES, CameraPose, Decal, SceneSpec
+from pipeline.synthetic.textures import Material, jitter_colour
 
-SCENE_TYPES = ("bedroom", "kitchen", "living_room", "bathroom", "dining_room", "office")
 # Rough NYUDv2 frequencies (383 bedroom, 225 kitchen, 221 living room, 121 bathroom, ...).
 _TYPE_WEIGHTS = np.array([0.30, 0.18, 0.18, 0.12, 0.11, 0.11])
 # (width x, depth z) ranges in metres: big enough that a camera 0.3+ m from a wall
@@ -31,51 +28,6 @@ _ROOM_SIZES = {
     "office": ((4.0, 7.0), (4.5, 9.0)),
 }
 MIN_DEPTH = 0.8  # metres: a camera pose must see nothing nearer (Kinect's near limit is ~0.5)
-
-
-@dataclass(frozen=True)
-class Decal:
-    """A rectangle painted on a room surface (door, window, picture, rug, lamp).
-
-    `surface` is the render surface id (0 floor, 1 ceiling, 2..5 walls) and `rect`
-    (u0, v0, u1, v1) is in that surface's (u, v) coordinates: floor/ceiling (x, z),
-    walls z = const (x, y), walls x = const (z, y).
-    """
-
-    surface: int
-    rect: tuple[float, float, float, float]
-    material: Material
-    emission: float = 0.0  # added radiance: windows and lamps glow
-    no_ir: bool = False  # glass and mirrors return no Kinect depth
-
-
-@dataclass(frozen=True)
-class SceneSpec:
-    """One room: geometry, materials and lighting (camera-independent)."""
-
-    name: str  # e.g. "bedroom_0003", NYU style
-    scene_type: str
-    size: tuple[float, float, float]  # (W, H, D) metres
-    floor: Material
-    wall: Material
-    ceiling: Material
-    boxes: tuple[Box, ...]
-    decals: tuple[Decal, ...]
-    light: tuple[float, float, float]  # point light position
-    light_colour: tuple[float, float, float]
-    ambient: float
-    texture_seed: int
-
-
-@dataclass(frozen=True)
-class CameraPose:
-    """A Kinect pose in the room. Pitch > 0 looks down; yaw 0 looks along +z."""
-
-    position: tuple[float, float, float]
-    yaw: float  # radians
-    pitch: float  # radians
-    roll: float  # radians
-    noise_seed: int  # sensor noise and Kinect holes of this frame
 
 
 def _room_materials(rng: np.random.Generator, scene_type: str) -> tuple[Material, Material, Material]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.data.textures import Material, jitter_colour
+from pipeline.synthetic.textures import Material, jitter_colour
 
 
 @dataclass(frozen=True)

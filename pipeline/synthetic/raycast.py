@@ -9,19 +9,16 @@ face is the hit); furniture boxes use the slab test, one box at a time over all 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
-from pipeline.data.textures import albedo
-
-if TYPE_CHECKING:  # scenes imports this module (camera sampling traces depth)
-    from pipeline.data.scenes import CameraPose, SceneSpec
+from pipeline.data.matlab import HEIGHT, WIDTH
+from pipeline.synthetic.spec import CameraPose, SceneSpec
+from pipeline.synthetic.textures import albedo
 
 # NYUDv2 toolbox camera_params.m: RGB intrinsics of the Kinect.
 FX, FY, CX, CY = 518.8579, 519.4696, 325.5824, 253.7362
-HEIGHT, WIDTH = 480, 640
 MAX_DEPTH = 10.0  # metres: NYU's depth maps are capped here
 KINECT_MIN = 0.5  # metres: nearer than this the Kinect returns nothing
 KINECT_BASELINE_PX = FX * 0.075  # focal length x the 7.5 cm projector-camera baseline

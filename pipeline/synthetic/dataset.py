@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from pipeline.config import SyntheticParams
 from pipeline.data.matlab import Frame, write_labeled_mat, write_splits_mat
-from pipeline.data.render import render_frame
-from pipeline.data.scenes import SceneSpec, sample_camera, sample_scene
+from pipeline.synthetic.raycast import render_frame
+from pipeline.synthetic.scenes import sample_camera, sample_scene
+from pipeline.synthetic.spec import SceneSpec
 
 MAX_FRAMES_PER_SCENE = 5  # NYUDv2: 1449 frames of 464 scenes, ~3 each; 1..5 averages 3
 _SCENE, _CAMERA, _PLAN, _SPLIT = 0, 1, 2, 3  # stream ids: each kind of draw has its own generator
