@@ -3,7 +3,7 @@
     python benchmarks/train_throughput.py                       # params.yaml model and batch, 240x320
     python benchmarks/train_throughput.py --base-channels 8 --batch-size 8 --repeats 3
 
-Times the real epoch loop (`pipeline.train.loop.train_epoch`: gather from the device-
+Times the real epoch loop (`pipeline.training.loop.train_epoch`: gather from the device-
 resident split, augmentation, step, loss accumulation, progress bar) on a synthetic
 in-memory dataset, and a bare forward+backward+optimiser step on one batch already in
 memory, on the current device. Their ratio is the loop's efficiency: ~1 means the data
@@ -26,17 +26,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from pipeline.config import load_params  # noqa: E402
-from pipeline.train.device_data import (  # noqa: E402
+from pipeline.training.device_data import (  # noqa: E402
     DeviceSplit,
     augment,
     epoch_batches,
     gather_batch,
     to_device_split,
 )
-from pipeline.train.distributed import DistContext, resolve_device  # noqa: E402
-from pipeline.train.engine import build_trainer  # noqa: E402
-from pipeline.train.loop import Trainer, optimise, train_epoch  # noqa: E402
-from pipeline.train.seeding import configure_determinism, seed_everything  # noqa: E402
+from pipeline.training.distributed import DistContext, resolve_device  # noqa: E402
+from pipeline.training.loop import Trainer, optimise, train_epoch  # noqa: E402
+from pipeline.training.seeding import configure_determinism, seed_everything  # noqa: E402
+from pipeline.training.train import build_trainer  # noqa: E402
 
 
 def _args() -> argparse.Namespace:

@@ -1,204 +1,46 @@
-"""Typed, self-validating params: `params.yaml` is parsed once into frozen dataclasses.
+"""Typed, self-validating params: `params.yaml` parsed once into frozen dataclasses.
 
-Every error is a `ParamsError` whose one-line message names the dotted key and says
-what is allowed, so a typo in `params.yaml` never surfaces as a traceback from deep
-inside the pipeline.
+One dataclass per section, one field per key, each field's docstring saying what it
+does and why (params.yaml carries the short form). Every key is required: a key that
+was silently defaulted would be invisible to `dvc params diff` and to the MLflow run.
+Validation happens once, where an object is made (`__post_init__`), from YAML or in
+code alike, and every error is a `ParamsError` whose one line names the dotted key and
+says what is allowed. The allowed values of a choice are its `Literal` type, declared
+once here; other modules read them with `choices(...)`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
+
+Source = Literal["nyudv2", "synthetic"]
+Norm = Literal["batch", "group", "none"]
+Activation = Literal["relu", "gelu", "silu"]
+LossName = Literal["eigen", "l2", "l2_smooth"]
+OptimizerName = Literal["adamw", "sgd"]
+Schedule = Literal["cosine", "constant"]
+DeviceName = Literal["auto", "cuda", "mps", "cpu"]
+BestMetric = Literal["abs_rel", "rmse", "delta1", "silog", "val_loss"]
+GroundTruth = Literal["raw", "filled"]
+Crop = Literal["eigen", "none"]
+
+
+def choices(literal: Any) -> tuple[str, ...]:
+    """The allowed values of a `Literal` type, e.g. `choices(Norm)` -> ("batch", "group", "none")."""
+    return typing.get_args(literal)
 
 
 class ParamsError(ValueError):
     """A param is missing, unknown, of the wrong type, or out of range."""
-
-
-def _check(ok: bool, key: str, allowed: str, value: Any) -> None:
-    if not ok:
-        raise ParamsError(f"params: '{key}' is {value!r}; allowed: {allowed}")
-
-
-@dataclass(frozen=True)
-class PathsParams:
-    raw_dir: str
-    labeled: str
-    splits: str
-    processed_dir: str
-    models_dir: str
-    model: str
-    run_id: str
-    train_log: str
-    reports_dir: str
-    metrics: str
-    per_image: str
-    per_scene_type: str
-    error_by_depth: str
-    predictions: str
-    report_md: str
-    report_html: str
-    figures_dir: str
-
-
-@dataclass(frozen=True)
-class SyntheticParams:
-    n_images: int = 96
-    seed: int = 0
-    test_fraction: float = 0.45
-
-    def validate(self, prefix: str) -> None:
-        _check(self.n_images >= 4, f"{prefix}.n_images", "an integer >= 4", self.n_images)
-        _check(0 < self.test_fraction < 1, f"{prefix}.test_fraction", "a number in (0, 1)", self.test_fraction)
-
-
-@dataclass(frozen=True)
-class DataParams:
-    source: Literal["nyudv2", "synthetic"] = "nyudv2"
-    url: str = ""
-    splits_url: str = ""
-    size: int = 0
-    sha256: str = ""
-    splits_sha256: str = ""
-    retries: int = 5
-    synthetic: SyntheticParams = field(default_factory=SyntheticParams)
-
-    def validate(self, prefix: str) -> None:
-        for name in ("sha256", "splits_sha256"):
-            v = getattr(self, name)
-            ok = v == "" or (len(v) == 64 and all(c in "0123456789abcdef" for c in v.lower()))
-            _check(ok, f"{prefix}.{name}", "64 hex digits, or '' to skip verification", v)
-        _check(self.size >= 0, f"{prefix}.size", "bytes >= 0 (0 = don't check)", self.size)
-        _check(self.retries >= 0, f"{prefix}.retries", "an integer >= 0", self.retries)
-
-
-@dataclass(frozen=True)
-class PreprocessParams:
-    height: int = 240
-    width: int = 320
-    val_fraction: float = 0.1
-    seed: int = 0
-
-    def validate(self, prefix: str) -> None:
-        # NYU frames are 480x640; training above that would only upsample.
-        for name, limit in (("height", 480), ("width", 640)):
-            v = getattr(self, name)
-            _check(16 <= v <= limit, f"{prefix}.{name}", f"an integer in 16..{limit}", v)
-        _check(0 <= self.val_fraction < 1, f"{prefix}.val_fraction", "a number in [0, 1)", self.val_fraction)
-
-
-@dataclass(frozen=True)
-class ModelParams:
-    base_channels: int = 32
-    depth: int = 4
-    norm: Literal["batch", "group", "none"] = "batch"
-    activation: Literal["relu", "gelu", "silu"] = "relu"
-    dropout: float = 0.1
-    max_depth: float = 10.0
-
-    def validate(self, prefix: str) -> None:
-        _check(1 <= self.base_channels <= 512, f"{prefix}.base_channels", "an integer in 1..512", self.base_channels)
-        _check(1 <= self.depth <= 7, f"{prefix}.depth", "an integer in 1..7", self.depth)
-        _check(0 <= self.dropout < 1, f"{prefix}.dropout", "a number in [0, 1)", self.dropout)
-        _check(self.max_depth > 0, f"{prefix}.max_depth", "metres > 0", self.max_depth)
-
-
-@dataclass(frozen=True)
-class LossParams:
-    name: Literal["eigen", "l2", "l2_smooth"] = "eigen"
-    lam: float = 0.5  # `lambda` in params.yaml (a Python keyword)
-    smoothness: float = 0.001
-
-    def validate(self, prefix: str) -> None:
-        _check(
-            0 <= self.lam <= 1,
-            f"{prefix}.lambda",
-            "a number in [0, 1] (0 = L2 on log depth, 1 = fully scale-invariant)",
-            self.lam,
-        )
-        _check(self.smoothness >= 0, f"{prefix}.smoothness", "a number >= 0", self.smoothness)
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    epochs: int = 60
-    batch_size: int = 16
-    lr: float = 1e-3
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    schedule: Literal["cosine", "constant"] = "cosine"
-    warmup_epochs: int = 2
-    weight_decay: float = 1e-4
-    amp: bool = True
-    compile: bool = False
-    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
-    seed: int = 0
-    val_every: int = 1
-    deterministic: bool = False
-    best_metric: Literal["abs_rel", "rmse", "delta1", "silog", "val_loss"] = "abs_rel"
-    augment: bool = True
-
-    def validate(self, prefix: str) -> None:
-        _check(self.epochs >= 1, f"{prefix}.epochs", "an integer >= 1", self.epochs)
-        _check(self.batch_size >= 1, f"{prefix}.batch_size", "an integer >= 1", self.batch_size)
-        _check(0 < self.lr < 10, f"{prefix}.lr", "a number in (0, 10)", self.lr)
-        _check(self.warmup_epochs >= 0, f"{prefix}.warmup_epochs", "an integer >= 0", self.warmup_epochs)
-        _check(self.weight_decay >= 0, f"{prefix}.weight_decay", "a number >= 0", self.weight_decay)
-        _check(self.val_every >= 1, f"{prefix}.val_every", "an integer >= 1", self.val_every)
-
-
-@dataclass(frozen=True)
-class EvalParams:
-    gt: Literal["raw", "filled"] = "raw"
-    crop: Literal["eigen", "none"] = "eigen"
-    flip_tta: bool = False
-    min_depth: float = 1e-3
-    max_depth: float = 10.0
-    batch_size: int = 8
-    n_examples: int = 6
-
-    def validate(self, prefix: str) -> None:
-        _check(self.min_depth > 0, f"{prefix}.min_depth", "metres > 0", self.min_depth)
-        _check(
-            self.max_depth > self.min_depth,
-            f"{prefix}.max_depth",
-            f"metres > eval.min_depth ({self.min_depth})",
-            self.max_depth,
-        )
-        _check(self.batch_size >= 1, f"{prefix}.batch_size", "an integer >= 1", self.batch_size)
-        _check(self.n_examples >= 0, f"{prefix}.n_examples", "an integer >= 0", self.n_examples)
-
-
-@dataclass(frozen=True)
-class MlflowParams:
-    enabled: bool = True
-    experiment: str = "nyu-depth-unet"
-
-    def validate(self, prefix: str) -> None:
-        _check(bool(self.experiment.strip()), f"{prefix}.experiment", "a non-empty name", self.experiment)
-
-
-@dataclass(frozen=True)
-class Params:
-    """All of `params.yaml`, typed. Sections are optional only where a default exists."""
-
-    paths: PathsParams
-    data: DataParams = field(default_factory=DataParams)
-    preprocess: PreprocessParams = field(default_factory=PreprocessParams)
-    model: ModelParams = field(default_factory=ModelParams)
-    loss: LossParams = field(default_factory=LossParams)
-    train: TrainParams = field(default_factory=TrainParams)
-    eval: EvalParams = field(default_factory=EvalParams)
-    mlflow: MlflowParams = field(default_factory=MlflowParams)
-
-    def to_flat_dict(self) -> dict[str, Any]:
-        """Every param flattened with dotted keys as written in params.yaml (`loss.lambda`)."""
-        return flatten(to_yaml_dict(self))
 
 
 # YAML keys that are Python keywords, mapped to field names.
@@ -207,11 +49,10 @@ _RENAMES_BACK = {v: k for k, v in _RENAMES.items()}
 
 
 def _type_ok(value: Any, tp: Any) -> tuple[bool, str]:
-    """Whether a YAML value fits a field type, and a description of what is allowed."""
+    """Whether a value fits a field type, and a description of what is allowed."""
     origin = typing.get_origin(tp)
     if origin is Literal:
-        choices = typing.get_args(tp)
-        return value in choices, " | ".join(map(str, choices))
+        return value in typing.get_args(tp), " | ".join(map(str, typing.get_args(tp)))
     if tp is bool:
         return isinstance(value, bool), "true or false"
     if tp is int:
@@ -220,40 +61,323 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, str]:
         return isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
     if tp is str:
         return isinstance(value, str), "a string"
+    if tp is Path:
+        return isinstance(value, (str, Path)) and str(value) != "", "a path"
     if origin in (typing.Union, types.UnionType):
         return value is None or any(_type_ok(value, a)[0] for a in typing.get_args(tp)), str(tp)
     raise TypeError(f"unsupported param type {tp}")
 
 
+class Section:
+    """Base of every params section: type checks, coercion and range checks on creation.
+
+    Subclasses set `KEY` (their dotted place in params.yaml) and yield
+    `(field, ok, allowed)` from `_ranges()`.
+    """
+
+    KEY: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value, tp = getattr(self, f.name), hints[f.name]
+            if dataclasses.is_dataclass(tp):
+                if not isinstance(value, tp):
+                    raise ParamsError(f"params: '{self.key(f.name)}' must be a mapping of keys, got {value!r}")
+                continue
+            ok, allowed = _type_ok(value, tp)
+            self._fail_unless(ok, f.name, allowed)
+            if tp is float:
+                object.__setattr__(self, f.name, float(value))  # YAML `1` is an int
+            elif tp is Path:
+                object.__setattr__(self, f.name, Path(value))
+        for name, ok, allowed in self._ranges():
+            self._fail_unless(ok, name, allowed)
+
+    def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        return iter(())
+
+    @classmethod
+    def key(cls, name: str) -> str:
+        """The dotted params.yaml key of field `name` (`lam` -> `loss.lambda`)."""
+        name = _RENAMES_BACK.get(name, name)
+        return f"{cls.KEY}.{name}" if cls.KEY else name
+
+    def _fail_unless(self, ok: bool, name: str, allowed: str) -> None:
+        if not ok:
+            raise ParamsError(f"params: '{self.key(name)}' is {getattr(self, name)!r}; allowed: {allowed}")
+
+
+@dataclass(frozen=True)
+class PathsParams(Section):
+    """Every file and folder the stages read or write, declared once (dvc.yaml uses `${paths.*}`)."""
+
+    KEY: ClassVar[str] = "paths"
+    labeled: Path
+    """NYUDv2's labeled .mat (or the synthetic one in its exact layout)."""
+    splits: Path
+    """Eigen's splits.mat: 1-based train/test indices."""
+    processed_dir: Path
+    """train/val/test.h5 and summary.json, replaced as a whole."""
+    model: Path
+    """The best epoch's checkpoint: all evaluate, predict and the report need."""
+    resume_checkpoint: Path
+    """Model, optimiser, scheduler and RNG state after every epoch (not a DVC output: resume only)."""
+    run_id: Path
+    """The MLflow run id train writes and evaluate and report reopen."""
+    train_log: Path
+    metrics: Path
+    per_image: Path
+    per_scene_type: Path
+    error_by_depth: Path
+    predictions: Path
+    report_md: Path
+    report_html: Path
+    figures_dir: Path
+
+    def resolve(self, root: str | Path) -> PathsParams:
+        """Every path under `root` (the folder the stage runs in, normally the repository root)."""
+        root = Path(root)
+        return dataclasses.replace(self, **{f.name: root / getattr(self, f.name) for f in dataclasses.fields(self)})
+
+
+@dataclass(frozen=True)
+class SyntheticParams(Section):
+    """The built-in synthetic NYUDv2 (`data.source: synthetic`)."""
+
+    KEY: ClassVar[str] = "data.synthetic"
+    n_images: int
+    """Frames to render; 1449 would match NYUDv2's size (~0.29 CPU-s per 640x480 frame)."""
+    seed: int
+    """Scenes, cameras and the train/test split are a pure function of it."""
+    test_fraction: float
+    """Share of *scenes* in the test split; NYUDv2's 795/654 is 45%."""
+
+    def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        yield "n_images", self.n_images >= 4, "an integer >= 4"
+        yield "test_fraction", 0 < self.test_fraction < 1, "a number in (0, 1)"
+
+
+def _is_sha256(v: str) -> bool:
+    return len(v) == 64 and all(c in "0123456789abcdef" for c in v.lower())
+
+
+@dataclass(frozen=True)
+class DataParams(Section):
+    """Where the raw data comes from (the download stage)."""
+
+    KEY: ClassVar[str] = "data"
+    source: Source
+    """`nyudv2` downloads the labeled set; `synthetic` renders rooms offline in the same layout."""
+    url: str
+    """The labeled .mat: http(s)://, file:// or a local path (hard-linked, never downloaded again)."""
+    splits_url: str
+    size: int
+    """Expected bytes of the labeled file; 0 = don't check."""
+    sha256: str
+    """The labeled file's SHA-256; '' skips verification and logs the observed hash."""
+    splits_sha256: str
+    retries: int
+    """Transient failures (connection, 5xx, truncation) retried with exponential backoff; never a 404."""
+    synthetic: SyntheticParams
+
+    def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        for name in ("sha256", "splits_sha256"):
+            v = getattr(self, name)
+            yield name, v == "" or _is_sha256(v), "64 hex digits, or '' to skip verification"
+        yield "size", self.size >= 0, "bytes >= 0 (0 = don't check)"
+        yield "retries", self.retries >= 0, "an integer >= 0"
+
+
+@dataclass(frozen=True)
+class PreprocessParams(Section):
+    """The processed splits: training resolution and the validation carve-out."""
+
+    KEY: ClassVar[str] = "preprocess"
+    height: int
+    """Training resolution; NYU's 480x640 halved, as most work does. The test split stays 480x640."""
+    width: int
+    val_fraction: float
+    """Share of the training *rooms* held out for validation (sibling recordings stay together)."""
+    seed: int
+
+    def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        # NYU frames are 480x640; training above that would only upsample.
+        yield "height", 16 <= self.height <= 480, "an integer in 16..480"
+        yield "width", 16 <= self.width <= 640, "an integer in 16..640"
+        yield "val_fraction", 0 <= self.val_fraction < 1, "a number in [0, 1)"
+
+
+@dataclass(frozen=True)
+class ModelParams(Section):
+    """The U-Net's architecture; stored in every checkpoint, which rebuilds the net from it."""
+
+    KEY: ClassVar[str] = "model"
+    base_channels: int
+    """Channels at full resolution, doubled at every level."""
+    depth: int
+    """Down/up levels; height and width must be divisible by 2**depth (240x320 -> 15x20 at depth 4)."""
+    norm: Norm
+    activation: Activation
+    dropout: float
+    """Channel-wise dropout at the bottleneck only: regularises without blurring the skips."""
+    max_depth: float
+    """Metres; the head predicts max_depth * sigmoid(z), so depth is never 0 nor beyond the sensor."""
+
+    def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        yield "base_channels", 1 <= self.base_channels <= 512, "an integer in 1..512"
+        yield "depth", 1 <= self.depth <= 7, "an integer in 1..7"
+        yield "dropout", 0 <= self.dropout < 1, "a number in [0, 1)"
+        yield "max_depth", self.max_depth > 0, "metres > 0"
+
+
+@dataclass(frozen=True)
+class LossParams(Section):
+    """The training loss."""
+
+    KEY: ClassVar[str] = "loss"
+    name: LossName
+    """eigen: Eigen's scale-invariant log loss; l2: L2 on log depth; l2_smooth: l2 + edge-aware smoothness."""
+    lam: float
+    """Eigen's lambda (`loss.lambda`): 0 = L2 on log depth, 1 = fully scale-invariant, 0.5 the design's choice."""
+    smoothness: float
+    """Weight of the edge-aware smoothness term (l2_smooth only)."""
+
+    def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        yield "lam", 0 <= self.lam <= 1, "a number in [0, 1] (0 = L2 on log depth, 1 = fully scale-invariant)"
+        yield "smoothness", self.smoothness >= 0, "a number >= 0"
+
+
+@dataclass(frozen=True)
+class TrainParams(Section):
+    """Optimisation, device and model selection."""
+
+    KEY: ClassVar[str] = "train"
+    epochs: int
+    batch_size: int
+    """Per process; under torchrun the global batch is batch_size x world size (lr is not rescaled)."""
+    lr: float
+    """Peak learning rate, reached after the warm-up."""
+    optimizer: OptimizerName
+    schedule: Schedule
+    """cosine decays to 0 after the warm-up; constant keeps the peak."""
+    warmup_epochs: int
+    weight_decay: float
+    """AdamW's decoupled decay (lr * wd per step) or SGD's L2."""
+    amp: bool
+    """bf16 autocast on CUDA; float32 elsewhere."""
+    compile: bool
+    """torch.compile the model (CUDA only; the first epoch is slow)."""
+    device: DeviceName
+    """auto picks CUDA, then MPS, then the CPU."""
+    seed: int
+    val_every: int
+    """Validate every N epochs (and always after the last)."""
+    deterministic: bool
+    """CUDA's deterministic algorithms (slower); the CPU always is."""
+    best_metric: BestMetric
+    """models/model.pt is the epoch best on this validation metric."""
+    augment: bool
+    """Flips, colour jitter and scale-and-crop, on the device."""
+
+    def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        yield "epochs", self.epochs >= 1, "an integer >= 1"
+        yield "batch_size", self.batch_size >= 1, "an integer >= 1"
+        yield "lr", 0 < self.lr < 10, "a number in (0, 10)"
+        yield "warmup_epochs", self.warmup_epochs >= 0, "an integer >= 0"
+        yield "weight_decay", self.weight_decay >= 0, "a number >= 0"
+        yield "val_every", self.val_every >= 1, "an integer >= 1"
+
+
+@dataclass(frozen=True)
+class EvalParams(Section):
+    """The evaluation protocol (also the region validation scores during training)."""
+
+    KEY: ClassVar[str] = "eval"
+    gt: GroundTruth
+    """raw: the Kinect depth (BTS, AdaBins and later work); filled: the in-painted depths (Eigen 2014, FCRN)."""
+    crop: Crop
+    """eigen: rows 45:471, cols 41:601 of 480x640 (BTS, AdaBins); none: the whole frame."""
+    flip_tta: bool
+    """Average with the prediction of the mirrored image (DenseDepth, AdaBins)."""
+    min_depth: float
+    """Metres; ground truth outside (min_depth, max_depth) is not scored, predictions are clipped to it."""
+    max_depth: float
+    batch_size: int
+    n_examples: int
+    """Fixed, evenly spaced test images kept for the report's qualitative grid."""
+
+    def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        yield "min_depth", self.min_depth > 0 and math.isfinite(self.min_depth), "metres > 0"
+        yield "max_depth", self.max_depth > self.min_depth, f"metres > eval.min_depth ({self.min_depth})"
+        yield "batch_size", self.batch_size >= 1, "an integer >= 1"
+        yield "n_examples", self.n_examples >= 0, "an integer >= 0"
+
+
+@dataclass(frozen=True)
+class MlflowParams(Section):
+    """Tracking; the store itself comes from MLFLOW_TRACKING_URI (default: sqlite in the repo)."""
+
+    KEY: ClassVar[str] = "mlflow"
+    enabled: bool
+    """false: no MLflow at all. An unreachable store only warns, never fails a stage."""
+    experiment: str
+
+    def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        yield "experiment", bool(self.experiment.strip()), "a non-empty name"
+
+
+@dataclass(frozen=True)
+class Params(Section):
+    """All of `params.yaml`, typed."""
+
+    KEY: ClassVar[str] = ""
+    paths: PathsParams
+    data: DataParams
+    preprocess: PreprocessParams
+    model: ModelParams
+    loss: LossParams
+    train: TrainParams
+    eval: EvalParams
+    mlflow: MlflowParams
+
+    def to_flat_dict(self) -> dict[str, Any]:
+        """Every param flattened with dotted keys as written in params.yaml (`loss.lambda`)."""
+        return flatten(to_yaml_dict(self))
+
+
 def _build(cls: type, raw: Any, prefix: str) -> Any:
+    """A section from its YAML mapping: unknown and missing keys here, values in `__post_init__`."""
     if not isinstance(raw, dict):
-        raise ParamsError(f"params: '{prefix}' must be a mapping of keys, got {raw!r}")
+        what = f"'{prefix}'" if prefix else "the file"
+        raise ParamsError(f"params: {what} must hold a mapping of keys, got {raw!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = [f.name for f in dataclasses.fields(cls)]
+    dotted = (lambda key: f"{prefix}.{key}") if prefix else (lambda key: key)
     kwargs = {}
     for key, value in raw.items():
         name = _RENAMES.get(key, key)
         if name not in fields:
             allowed = ", ".join(_RENAMES_BACK.get(n, n) for n in fields)
-            raise ParamsError(f"params: unknown key '{prefix}.{key}'; allowed keys: {allowed}")
+            kind = "key" if prefix else "section"
+            raise ParamsError(f"params: unknown {kind} '{dotted(key)}'; allowed {kind}s: {allowed}")
         tp = hints[name]
-        dotted = f"{prefix}.{key}"
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, value, dotted)
-            continue
-        ok, allowed = _type_ok(value, tp)
-        _check(ok, dotted, allowed, value)
-        kwargs[name] = float(value) if tp is float else value
-    # Every key must be in params.yaml even where the dataclass has a default: a key that
-    # is silently defaulted is invisible to `dvc params diff` and to the MLflow run.
+        kwargs[name] = _build(tp, value, dotted(key)) if dataclasses.is_dataclass(tp) else value
     for name in fields:
         if name not in kwargs:
-            key = f"{prefix}.{_RENAMES_BACK.get(name, name)}"
-            raise ParamsError(f"params: missing key '{key}'; add it to params.yaml (see the repository's params.yaml)")
-    obj = cls(**kwargs)
-    if hasattr(obj, "validate"):
-        obj.validate(prefix)
-    return obj
+            kind = "key" if prefix else "section"
+            key = dotted(_RENAMES_BACK.get(name, name))
+            raise ParamsError(f"params: missing {kind} '{key}'; add it (see the repository's params.yaml)")
+    return cls(**kwargs)
+
+
+def section_from_dict(cls: type, raw: Any) -> Any:
+    """One section (e.g. `ModelParams` from a checkpoint's `model_config`), checked like params.yaml.
+
+    Raises:
+        ParamsError: on a missing, unknown, mistyped or out-of-range key.
+    """
+    return _build(cls, raw, cls.KEY)
 
 
 def params_from_dict(raw: Any) -> Params:
@@ -262,16 +386,7 @@ def params_from_dict(raw: Any) -> Params:
     Raises:
         ParamsError: on a missing, unknown, mistyped or out-of-range key.
     """
-    if not isinstance(raw, dict):
-        raise ParamsError("params: the file must hold a mapping of sections (paths:, data:, ...)")
-    hints = typing.get_type_hints(Params)
-    for key in raw:
-        if key not in hints:
-            raise ParamsError(f"params: unknown section '{key}'; allowed sections: {', '.join(hints)}")
-    for key in hints:
-        if key not in raw:
-            raise ParamsError(f"params: missing section '{key}'; add it (see the repository's params.yaml)")
-    return Params(**{key: _build(hints[key], value, key) for key, value in raw.items()})
+    return _build(Params, raw, "")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -290,11 +405,25 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return params_from_dict(raw)
 
 
+def replace_params(params: Params, **dotted: Any) -> Params:
+    """A copy of `params` with dotted keys changed, validated again: `replace_params(p, **{"train.lr": 0.1})`."""
+    raw = to_yaml_dict(params)
+    for key, value in dotted.items():
+        node = raw
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node[part]
+        if last not in node:
+            raise ParamsError(f"params: unknown key '{key}'")
+        node[last] = value
+    return params_from_dict(raw)
+
+
 def to_yaml_dict(obj: Any) -> Any:
-    """A params dataclass as the nested dict params.yaml would hold (`lam` back to `lambda`)."""
+    """A params dataclass as the nested dict params.yaml would hold (`lam` back to `lambda`, paths as str)."""
     if dataclasses.is_dataclass(obj):
         return {_RENAMES_BACK.get(f.name, f.name): to_yaml_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    return obj
+    return str(obj) if isinstance(obj, Path) else obj
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

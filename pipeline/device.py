@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.config import DeviceName, choices
 from pipeline.errors import PipelineError
 
-DEVICES = ("auto", "cuda", "mps", "cpu")
+DEVICES = choices(DeviceName)
 
 
 def pick_device(name: str = "auto", key: str = "device") -> torch.device:

@@ -122,15 +122,5 @@ class DepthLoss:
 
 
 def build_loss(params: LossParams) -> LossFn:
-    """The loss callable for `params.loss`.
-
-    Raises:
-        ParamsError: for an unknown `loss.name`, lambda outside [0, 1] or a negative
-            `loss.smoothness` (also when `params` was built without validation).
-    """
-    if params.name not in LOSS_NAMES:
-        raise ParamsError(f"params: 'loss.name' is {params.name!r}; allowed: {' | '.join(LOSS_NAMES)}")
-    _check_lam(params.lam)
-    if params.smoothness < 0:
-        raise ParamsError(f"params: 'loss.smoothness' is {params.smoothness!r}; allowed: a number >= 0")
+    """The loss callable for `params.loss` (validated where `LossParams` was made)."""
     return DepthLoss(params.name, params.lam, params.smoothness)

@@ -23,10 +23,12 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageOps
 
+from pipeline.config import DeviceName, choices
 from pipeline.device import pick_device
 from pipeline.errors import PipelineError
 from pipeline.evaluation.inference import predict_batch, train_resolution
 from pipeline.io import atomic_path
+from pipeline.logs import setup_logging
 from pipeline.model import load_model
 
 log = logging.getLogger("pipeline.predict")
@@ -126,11 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("images", nargs="+", type=Path, help="input images (PNG, JPEG, ...)")
     ap.add_argument("--model", type=Path, default=Path("models/model.pt"), help="checkpoint (default: %(default)s)")
     ap.add_argument("--out", type=Path, required=True, help="output folder")
-    ap.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+    ap.add_argument("--device", default="auto", choices=choices(DeviceName))
     ap.add_argument("--flip-tta", action="store_true", help="average with the mirrored image's prediction")
     ap.add_argument("--max-depth", type=float, default=None, help="preview colour range in metres (default: model's)")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s predict %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    setup_logging("predict")
     try:
         predict_images(args.images, args.model, args.out, args.device, args.flip_tta, args.max_depth)
     except PipelineError as e:

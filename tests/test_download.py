@@ -14,12 +14,12 @@ import types
 from pathlib import Path
 
 import pytest
-import yaml
 
 import pipeline.data.http_range as http_range
-from pipeline.config import load_params, params_from_dict, to_yaml_dict
-from pipeline.data.download import fetch
+from pipeline.config import load_params, params_from_dict
+from pipeline.data.fetch import fetch
 from pipeline.errors import PipelineError
+from tests.conftest import repo_raw, write_params
 from tests.http_server import LocalHTTPServer, Switches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -264,10 +264,10 @@ def test_no_proxy_bypasses_the_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def _write_params(root: Path, **data: object) -> None:
-    raw = to_yaml_dict(load_params(REPO / "params.yaml"))
+    raw = repo_raw()
     raw["data"].update(data)
     params_from_dict(raw)  # the file we write must be valid
-    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    write_params(root, raw)
 
 
 def test_stage_fetches_both_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -276,7 +276,6 @@ def test_stage_fetches_both_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     splits = tmp_path / "src" / "splits.mat"
     splits.parent.mkdir()
     splits.write_bytes(b"splits")
-    monkeypatch.chdir(tmp_path)
     with LocalHTTPServer({"/labeled.mat": PAYLOAD}) as srv:
         _write_params(
             tmp_path,
@@ -286,10 +285,10 @@ def test_stage_fetches_both_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             splits_url=splits.as_uri(),
             splits_sha256=hashlib.sha256(b"splits").hexdigest(),
         )
-        out = run(load_params("params.yaml"))
-    params = load_params("params.yaml")
-    assert out == {"labeled": params.paths.labeled, "splits": params.paths.splits}
-    assert Path(params.paths.labeled).read_bytes() == PAYLOAD and Path(params.paths.splits).read_bytes() == b"splits"
+        out = run(load_params(tmp_path / "params.yaml"), tmp_path)
+    paths = load_params(tmp_path / "params.yaml").paths.resolve(tmp_path)
+    assert out == {"labeled": paths.labeled, "splits": paths.splits}
+    assert paths.labeled.read_bytes() == PAYLOAD and paths.splits.read_bytes() == b"splits"
 
 
 def test_stage_synthetic_source_calls_the_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -301,8 +300,8 @@ def test_stage_synthetic_source_calls_the_generator(tmp_path: Path, monkeypatch:
     monkeypatch.setitem(sys.modules, "pipeline.synthetic.dataset", fake)
     _write_params(tmp_path, source="synthetic", url="http://127.0.0.1:9/never-fetched")
     params = load_params(tmp_path / "params.yaml")
-    run(params)
-    assert calls == [(Path(params.paths.labeled), Path(params.paths.splits), params.data.synthetic)]
+    run(params, tmp_path)
+    assert calls == [(tmp_path / params.paths.labeled, tmp_path / params.paths.splits, params.data.synthetic)]
 
 
 def test_stage_exits_nonzero_with_one_line_on_404(tmp_path: Path) -> None:

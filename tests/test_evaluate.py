@@ -7,6 +7,7 @@ are checked against `pipeline.metrics` run directly on the arrays.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,13 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from torch import nn
 
 from pipeline.config import EvalParams, load_params
 from pipeline.data.datasets import SplitWriter, read_split
 from pipeline.errors import PipelineError
-from pipeline.evaluate import evaluate, per_scene_type
 from pipeline.evaluation import (
     BIN_COLUMNS,
     constant_baseline,
@@ -33,8 +32,11 @@ from pipeline.evaluation import (
     predict_batch,
     train_depth_median,
 )
+from pipeline.evaluation.evaluate import per_scene_type
+from pipeline.evaluation.evaluate import run as evaluate
 from pipeline.metrics import METRIC_NAMES, depth_metrics, eval_mask
-from pipeline.model import UNet, UNetConfig, save_model
+from pipeline.model import UNet, save_model
+from tests.conftest import model_params, shrunk_params, shrunk_raw, write_params
 from tests.fixtures_data import SCENE_TYPES, make_processed_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +78,7 @@ def holes(shape: tuple[int, ...], seed: int = 2) -> np.ndarray:
 
 
 def cfg(**kw) -> EvalParams:
-    return EvalParams(**{"batch_size": 3, "n_examples": 2, **kw})
+    return dataclasses.replace(shrunk_params().eval, **{"batch_size": 3, "n_examples": 2, **kw})
 
 
 def close(a: dict[str, float], b: dict[str, float], tol: float = 1e-5) -> bool:
@@ -275,15 +277,11 @@ def test_per_scene_type_table():
 
 def make_project(root: Path, mlflow: bool = False) -> Path:
     """params.yaml, processed data and a tiny trained-format UNet checkpoint under `root`."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["preprocess"].update(height=32, width=48)  # the fixture's training resolution
-    raw["model"].update(base_channels=4, depth=2)
-    raw["eval"].update(batch_size=3, n_examples=2)
-    raw["mlflow"]["enabled"] = mlflow
-    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    raw = shrunk_raw(eval={"batch_size": 3}, mlflow={"enabled": mlflow})
+    write_params(root, raw)
     make_processed_dir(root / "data/processed", n_test=5)
     torch.manual_seed(0)
-    model = UNet(UNetConfig(base_channels=4, depth=2, dropout=0.0)).eval()
+    model = UNet(model_params(dropout=0.0)).eval()
     save_model(root / "models/model.pt", model, {"params": raw, "epoch": 3})
     return root
 
@@ -323,9 +321,8 @@ def test_stage_end_to_end(tmp_path):
 def test_missing_model_is_a_clear_error_and_writes_nothing(tmp_path, monkeypatch):
     root = make_project(tmp_path)
     (root / "models/model.pt").unlink()
-    monkeypatch.chdir(root)
     with pytest.raises(PipelineError, match="models/model.pt"):
-        evaluate(load_params("params.yaml"), device="cpu")
+        evaluate(load_params(root / "params.yaml"), root, device="cpu")
     assert not (root / "reports").exists()
 
 
@@ -349,11 +346,10 @@ class FakeTracker:
 def test_evaluate_logs_to_the_training_run(tmp_path, monkeypatch):
     root = make_project(tmp_path, mlflow=True)
     fake = FakeTracker()
-    monkeypatch.setattr("pipeline.evaluate.resume_run", lambda params, path: fake)
-    monkeypatch.chdir(root)
-    metrics = evaluate(load_params("params.yaml"), device="cpu")
+    monkeypatch.setattr("pipeline.evaluation.evaluate.resume_run", lambda params, path, root: fake)
+    metrics = evaluate(load_params(root / "params.yaml"), root, device="cpu")
     assert metrics["mlflow_run_id"] == "run123" and fake.ended
-    assert json.loads(Path("reports/metrics.json").read_text())["mlflow_run_id"] == "run123"
+    assert json.loads((root / "reports/metrics.json").read_text())["mlflow_run_id"] == "run123"
     assert {k: fake.metrics[k] for k in METRIC_NAMES} == {k: metrics[k] for k in METRIC_NAMES}
     assert all(fake.metrics[f"baseline_{k}"] == metrics["baseline"][k] for k in METRIC_NAMES)
     assert fake.artifacts == ["metrics.json", "per_image.csv", "per_scene_type.csv"]

@@ -22,10 +22,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline.config import params_from_dict
+from tests.conftest import repo_raw, write_params
 from tests.fixtures_data import make_processed_dir
 from tests.http_server import LocalHTTPServer, Switches
 from tests.nyu_fixtures import make_tiny_nyu
-from tests.test_report import make_params, write_inputs
+from tests.report_fixtures import write_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -33,14 +35,14 @@ pytestmark = pytest.mark.slow
 
 def _workspace(tmp_path: Path, **sections: dict) -> Path:
     """tmp_path with the repo's params.yaml, `sections` merged in (one level deep)."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = repo_raw()
     for name, values in sections.items():
         for key, value in values.items():
             if isinstance(value, dict):
                 raw[name][key].update(value)
             else:
                 raw[name][key] = value
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_params(tmp_path, raw)
     return tmp_path
 
 
@@ -161,9 +163,11 @@ def _epochs_logged(ws: Path) -> int:
 
 
 def test_kill_during_report_keeps_the_previous_report(tmp_path: Path):
-    params = make_params(mlflow=False)
+    raw = repo_raw()
+    raw["mlflow"]["enabled"] = False
+    write_params(tmp_path, raw)
+    params = params_from_dict(raw)
     write_inputs(tmp_path, params, k=6, size=(240, 320))
-    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text().replace("enabled: true", "enabled: false"))
     assert _stage("report", tmp_path).returncode == 0
     html = tmp_path / params.paths.report_html
     before = _digest(html), _digest(tmp_path / params.paths.report_md)

@@ -107,22 +107,22 @@ def test_lambda_out_of_range() -> None:
         with pytest.raises(ParamsError, match=r"loss\.lambda.*\[0, 1\]"):
             scale_invariant_loss(pred, target, lam)
         with pytest.raises(ParamsError, match=r"loss\.lambda"):
-            build_loss(LossParams(name="eigen", lam=lam))
+            build_loss(LossParams(name="eigen", lam=lam, smoothness=0.0))
 
 
 def test_build_loss_unknown_name() -> None:
     with pytest.raises(ParamsError, match="eigen | l2 | l2_smooth"):
-        build_loss(LossParams(name="berhu"))  # type: ignore[arg-type]
+        build_loss(LossParams(name="berhu", lam=0.5, smoothness=0.0))  # type: ignore[arg-type]
 
 
 def test_build_loss_variants() -> None:
     pred, target, _ = _depths(b=2, h=8, w=8)
     image = torch.rand(2, 3, 8, 8, dtype=torch.float64)
-    eigen = build_loss(LossParams(name="eigen", lam=0.5))(pred, target, image)
+    eigen = build_loss(LossParams(name="eigen", lam=0.5, smoothness=0.0))(pred, target, image)
     assert eigen.item() == pytest.approx(scale_invariant_loss(pred, target, 0.5).item())
-    l2 = build_loss(LossParams(name="l2", lam=0.5))(pred, target, image)
+    l2 = build_loss(LossParams(name="l2", lam=0.5, smoothness=0.0))(pred, target, image)
     assert l2.item() == pytest.approx(scale_invariant_loss(pred, target, 0.0).item())
-    smooth = build_loss(LossParams(name="l2_smooth", smoothness=0.1))(pred, target, image)
+    smooth = build_loss(LossParams(name="l2_smooth", lam=0.5, smoothness=0.1))(pred, target, image)
     expected = l2.item() + 0.1 * edge_aware_smoothness(pred.log(), image).item()
     assert smooth.item() == pytest.approx(expected, rel=1e-6)
     assert smooth.item() > l2.item()

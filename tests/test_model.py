@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.config import ModelParams, ParamsError, load_params, to_yaml_dict
+from pipeline.config import ModelParams, ParamsError, load_params, section_from_dict, to_yaml_dict
 from pipeline.errors import PipelineError
-from pipeline.model import UNet, UNetConfig, load_model, save_model
+from pipeline.model import UNet, check_input_size, load_model, save_model
 from pipeline.model.unet import INIT_DEPTH
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = UNetConfig(base_channels=4, depth=2, norm="batch", activation="relu", dropout=0.1, max_depth=10.0)
+TINY = ModelParams(base_channels=4, depth=2, norm="batch", activation="relu", dropout=0.1, max_depth=10.0)
 
 
-def _net(cfg: UNetConfig = TINY, seed: int = 0) -> UNet:
+def _net(cfg: ModelParams = TINY, seed: int = 0) -> UNet:
     torch.manual_seed(seed)
     return UNet(cfg)
 
@@ -83,28 +83,28 @@ def test_rgb_normalisation_buffers() -> None:
     torch.testing.assert_close(net.rgb_std.flatten(), torch.tensor([0.5, 0.5, 0.5]))
 
 
-def test_config_from_params_and_dict_round_trip() -> None:
-    params = ModelParams(base_channels=8, depth=3, norm="group", activation="silu", dropout=0.2, max_depth=8.0)
-    cfg = UNetConfig.from_params(params)
-    assert dataclasses.asdict(params) == cfg.to_dict()
-    assert UNetConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ParamsError, match="unknown keys"):
-        UNetConfig.from_dict({**cfg.to_dict(), "width": 3})
+def test_model_config_round_trips_through_the_checkpoint_dict() -> None:
+    cfg = ModelParams(base_channels=8, depth=3, norm="group", activation="silu", dropout=0.2, max_depth=8.0)
+    assert section_from_dict(ModelParams, to_yaml_dict(cfg)) == cfg
+    with pytest.raises(ParamsError, match="unknown key 'model.width'"):
+        section_from_dict(ModelParams, {**to_yaml_dict(cfg), "width": 3})
     with pytest.raises(ParamsError, match="model.norm"):
-        dataclasses.replace(cfg, norm="layer")
+        dataclasses.replace(cfg, norm="layer")  # validated wherever it is made, not only from YAML
+    with pytest.raises(ParamsError, match="model.depth"):
+        dataclasses.replace(cfg, depth=0)
 
 
 def test_check_input_size() -> None:
     cfg = dataclasses.replace(TINY, depth=4)
-    cfg.check_input_size(240, 320)  # divisible by 16: no error
+    check_input_size(cfg, 240, 320)  # divisible by 16: no error
     with pytest.raises(ParamsError) as e:
-        cfg.check_input_size(250, 320)
+        check_input_size(cfg, 250, 320)
     msg = str(e.value)
     assert "model.depth" in msg and "preprocess.height" in msg and "preprocess.width" not in msg
     assert "240" in msg and "256" in msg  # nearest valid heights
     assert "<= 1" in msg  # 250 = 2 * 125: only one pooling fits
     with pytest.raises(ParamsError, match=r"preprocess\.width.*use 320 or 336"):
-        cfg.check_input_size(240, 330)
+        check_input_size(cfg, 240, 330)
 
 
 def test_channels_last_matches_default() -> None:
@@ -148,7 +148,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["model.pt"]  # no temp file left
 
     raw = torch.load(path, weights_only=True)
-    assert raw["params"] == params and raw["epoch"] == 3 and raw["model_config"] == TINY.to_dict()
+    assert raw["params"] == params and raw["epoch"] == 3 and raw["model_config"] == to_yaml_dict(TINY)
     assert raw["rgb_std"] == pytest.approx([0.3, 0.2, 0.1])
 
     loaded, meta = load_model(path)

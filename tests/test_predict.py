@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 from pipeline.evaluation import predict_batch
-from pipeline.model import UNet, UNetConfig, load_model, save_model
+from pipeline.model import UNet, load_model, save_model
 from pipeline.predict import colourise, depth_to_mm16, main
+from tests.conftest import model_params
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_HW = (32, 48)
@@ -24,7 +25,7 @@ TRAIN_HW = (32, 48)
 def model_path(tmp_path_factory) -> Path:
     """A tiny UNet checkpoint trained (nominally) at 32x48."""
     torch.manual_seed(0)
-    model = UNet(UNetConfig(base_channels=4, depth=2, dropout=0.0)).eval()
+    model = UNet(model_params(dropout=0.0)).eval()
     path = tmp_path_factory.mktemp("model") / "model.pt"
     save_model(path, model, {"params": {"preprocess": {"height": TRAIN_HW[0], "width": TRAIN_HW[1]}}, "epoch": 1})
     return path

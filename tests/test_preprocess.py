@@ -11,7 +11,6 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
-import yaml
 
 from pipeline.config import PreprocessParams
 from pipeline.data import preprocess as pp
@@ -20,6 +19,7 @@ from pipeline.data.matlab import write_splits_mat
 from pipeline.errors import PipelineError
 from stages import preprocess as stage
 from stages._common import run_stage
+from tests.conftest import shrunk_raw, write_params
 from tests.nyu_fixtures import make_tiny_nyu, tiny_frame, tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -229,17 +229,15 @@ def test_failure_mid_write_leaves_outputs_alone(
 
 
 def test_stage_entry_point(raw: tuple[Path, Path], tmp_path: Path) -> None:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = shrunk_raw()  # 32x48, synthetic
     params["paths"].update(labeled=str(raw[0]), splits=str(raw[1]), processed_dir=str(tmp_path / "processed"))
-    params["preprocess"].update(height=32, width=48)
-    params["data"]["source"] = "synthetic"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    run_stage("preprocess", stage.body, params_path=str(tmp_path / "params.yaml"))
+    write_params(tmp_path, params)
+    run_stage("preprocess", stage.run, params_path=str(tmp_path / "params.yaml"))
     summary = read_summary(tmp_path / "processed")
     assert (summary["height"], summary["width"], summary["source"]) == (32, 48, "synthetic")
     params["paths"]["splits"] = str(raw[0])  # a v7.3 file where splits.mat belongs
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(tmp_path, params)
     with pytest.raises(SystemExit) as e:
-        run_stage("preprocess", stage.body, params_path=str(tmp_path / "params.yaml"))
+        run_stage("preprocess", stage.run, params_path=str(tmp_path / "params.yaml"))
     assert e.value.code == 1
     assert read_summary(tmp_path / "processed") == summary  # the good output survived

@@ -17,99 +17,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
-from pipeline.config import Params, params_from_dict
+from pipeline.config import Params
 from pipeline.errors import PipelineError
 from pipeline.metrics import HIGHER_IS_BETTER, METRIC_NAMES
-from pipeline.report import build_report, figures, log_to_mlflow
+from pipeline.report import figures
+from pipeline.report.markup import markdown_table
 from pipeline.report.published import NOT_REPRODUCED, PUBLISHED
-from pipeline.report.render import markdown_table
+from pipeline.report.report import build_report, log_to_mlflow
 from pipeline.report.tables import Table, fmt, headline_table, metric_label
+from tests.conftest import shrunk_params
+from tests.report_fixtures import fake_metrics, write_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENE_TYPES = ("bedroom", "kitchen", "living_room")
 
 
 def make_params(source: str = "synthetic", mlflow: bool = True) -> Params:
-    """The repo's params.yaml with `data.source` set; paths stay relative (to tmp_path in tests)."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["data"]["source"] = source
-    raw["mlflow"]["enabled"] = mlflow
-    return params_from_dict(raw)
-
-
-def _metrics(rng: np.random.Generator, worse: float = 1.0) -> dict[str, float]:
-    """Plausible metric values; `worse` > 1 degrades every one in its own direction."""
-    out = {}
-    for name in METRIC_NAMES:
-        v = float(rng.uniform(0.5, 0.95)) if name in HIGHER_IS_BETTER else float(rng.uniform(0.05, 1.5))
-        out[name] = v / worse if name in HIGHER_IS_BETTER else v * worse
-    return out
-
-
-def _frames(rng: np.random.Generator, k: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows = np.linspace(0, 1, h, dtype=np.float32)[:, None]
-    gt = np.broadcast_to(1.0 + 6.0 * (1.0 - rows) ** 2, (k, h, w)).copy()  # (K, H, W) metres
-    gt[rng.random(gt.shape) < 0.1] = 0.0  # Kinect holes
-    pred = np.clip(gt * rng.uniform(0.85, 1.15, gt.shape), 0.5, 10).astype(np.float32)
-    pred[gt == 0] = 3.0
-    rgb = np.clip(255 * (1.5 / np.maximum(gt, 1))[..., None] * [1.0, 0.9, 0.8], 0, 255).astype(np.uint8)
-    return rgb, gt.astype(np.float32), pred
-
-
-def write_inputs(root: Path, params: Params, k: int = 3, size: tuple[int, int] = (48, 64), seed: int = 0) -> dict:
-    """Writes every report input under `root` in the documented formats; returns metrics.json's content."""
-    rng = np.random.default_rng(seed)
-    p = params.paths
-    for rel in (p.metrics, p.run_id):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-    metrics = {
-        **_metrics(rng),
-        "baseline": _metrics(rng, worse=2.0),
-        "n_images": 12,
-        "baseline_depth": 2.61,
-        "baseline_source": "median training depth",
-        "protocol": {"gt": "raw", "crop": "eigen", "flip_tta": False, "min_depth": 0.001, "max_depth": 10.0,
-                     "train_resolution": [240, 320], "eval_resolution": [480, 640]},
-        "source": params.data.source,
-        "mlflow_run_id": "abc123",
-        "device": "cpu (test)",
-    }  # fmt: skip
-    (root / p.metrics).write_text(json.dumps(metrics))
-    scene_type = [SCENE_TYPES[i % 3] for i in range(12)]
-    per_image = pd.DataFrame(
-        {
-            "index": np.arange(1, 13),
-            "scene": [f"{t}_{i:04d}" for i, t in enumerate(scene_type)],
-            "scene_type": scene_type,
-            **{m: [_metrics(rng)[m] for _ in range(12)] for m in METRIC_NAMES},
-        }
-    )
-    per_image.to_csv(root / p.per_image, index=False)
-    per_scene = per_image.groupby("scene_type")[list(METRIC_NAMES)].mean().reset_index()
-    per_scene.insert(1, "n_images", per_image.groupby("scene_type").size().to_numpy())
-    per_scene.to_csv(root / p.per_scene_type, index=False)
-    lo = np.arange(0, 10, 0.5)
-    bins = pd.DataFrame({"depth_bin_lo": lo, "depth_bin_hi": lo + 0.5, "n_pixels": rng.integers(0, 50_000, lo.size)})
-    for m in ("abs_rel", "rmse", "delta1"):
-        bins[m] = rng.uniform(0.05, 0.9, lo.size)
-    bins.to_csv(root / p.error_by_depth, index=False)
-    rgb, gt, pred = _frames(rng, k, *size)
-    idx = np.linspace(1, 12, k).astype(np.int64)
-    scenes, types = per_image["scene"].to_numpy(str)[idx - 1], np.array(scene_type, dtype=str)[idx - 1]
-    np.savez(root / p.predictions, index=idx, rgb=rgb, gt=gt, pred=pred, scene=scenes, scene_type=types)
-    epochs = np.arange(1, 7)
-    log = {"epoch": epochs, "train_loss": 1 / epochs, "val_loss": 1.2 / epochs + 0.05}
-    final = _metrics(rng)  # validation improves towards these, with noise
-    for m in METRIC_NAMES:
-        trend = final[m] * (1 - 0.5 / epochs) if m in HIGHER_IS_BETTER else final[m] * (1 + 1.5 / epochs)
-        log[f"val_{m}"] = trend * rng.uniform(0.97, 1.03, epochs.size)
-    log.update({"lr": 1e-3, "images_per_s": 50.0, "seconds": 3.0})
-    pd.DataFrame(log).to_csv(root / p.train_log, sep="\t", index=False)
-    (root / p.run_id).write_text(json.dumps({"run_id": None, "experiment_id": None, "tracking_uri": None}))
-    return metrics
+    """The shrunk params with `data.source` set; paths stay relative (to tmp_path in tests)."""
+    return shrunk_params(data={"source": source}, mlflow={"enabled": mlflow})
 
 
 class _Resources(HTMLParser):
@@ -138,7 +64,7 @@ def _outputs(root: Path, params: Params) -> dict[str, bytes | list[str]]:
 
 def _leftovers(root: Path, params: Params) -> list[str]:
     """Temporary files/folders (hidden names) left beside the outputs."""
-    return [f.name for f in (root / params.paths.reports_dir).iterdir() if f.name.startswith(".")]
+    return [f.name for f in (root / params.paths.report_md).parent.iterdir() if f.name.startswith(".")]
 
 
 @pytest.fixture(scope="module")
@@ -309,11 +235,9 @@ def test_log_to_mlflow_logs_report_and_ends_run(built, monkeypatch):
         def end(self):
             calls.append(("end",))
 
-    import pipeline.tracking
-
     seen = {}
     monkeypatch.setattr(
-        pipeline.tracking, "resume_run", lambda p, path, r=None: seen.update(path=path) or FakeTracker()
+        "pipeline.report.report.resume_run", lambda p, path, r=None: seen.update(path=path) or FakeTracker()
     )
     log_to_mlflow(params, root, written)
     assert seen["path"] == root / params.paths.run_id
@@ -326,11 +250,11 @@ def test_log_to_mlflow_logs_report_and_ends_run(built, monkeypatch):
 
 
 def test_stage_on_synthetic_data_omits_published_results(tmp_path):
-    from stages.report import body
+    from stages.report import run
 
     params = make_params("synthetic", mlflow=False)  # resume_run is then a no-op: no MLflow store is touched
     write_inputs(tmp_path, params, k=1)
-    written = body(params, tmp_path)
+    written = run(params, tmp_path)
     for path in (written["report_md"], written["report_html"]):
         text = html.unescape(path.read_text(encoding="utf-8"))
         assert NOT_REPRODUCED not in text
@@ -341,7 +265,7 @@ def test_stage_on_synthetic_data_omits_published_results(tmp_path):
 
 def test_headline_table_shows_a_dash_for_a_missing_metric_and_never_bolds_it():
     rng = np.random.default_rng(0)
-    ours = _metrics(rng)
+    ours = fake_metrics(rng)
     base = {m: v / 2 if m in HIGHER_IS_BETTER else v * 2 for m, v in ours.items()}  # worse on every metric
     metrics = {**ours, "baseline": base}
     metrics["silog"] = float("nan")  # e.g. no image had a valid pixel for it

@@ -17,6 +17,7 @@ from pipeline.config import Params, load_params
 from pipeline.tracking import Tracker, init_store, redact_uri, resume_run, start_run, tracking_uri
 from pipeline.tracking import store as store_mod
 from pipeline.tracking.__main__ import main as init_main
+from tests.conftest import model_params, shrunk_params
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "test-exp"
@@ -39,8 +40,7 @@ def clean_env(monkeypatch, tmp_path):
 
 @pytest.fixture
 def params() -> Params:
-    p = load_params(REPO / "params.yaml")
-    return dataclasses.replace(p, mlflow=dataclasses.replace(p.mlflow, enabled=True, experiment=EXPERIMENT))
+    return shrunk_params(mlflow={"enabled": True, "experiment": EXPERIMENT})
 
 
 @pytest.fixture(scope="session")
@@ -206,9 +206,9 @@ def test_artifacts_and_model_land_under_the_roots_mlartifacts(root, params, tmp_
     import torch
 
     from pipeline.io import sha256_file
-    from pipeline.model import UNet, UNetConfig, load_model, save_model
+    from pipeline.model import UNet, load_model, save_model
 
-    net = UNet(UNetConfig(base_channels=4, depth=1, norm="none", dropout=0.0)).eval()
+    net = UNet(model_params(depth=1, norm="none", dropout=0.0)).eval()
     model = tmp_path / "model.pt"
     save_model(model, net, {"epoch": 3})
     figs = tmp_path / "figures"

@@ -17,23 +17,15 @@ from pipeline.config import ParamsError
 from pipeline.errors import PipelineError
 from pipeline.losses import build_loss
 from pipeline.metrics import METRIC_NAMES
-from pipeline.model import UNet, UNetConfig, load_model
-from pipeline.train import engine, train
-from pipeline.train.device_data import AugmentConfig, augment, epoch_batches
-from pipeline.train.distributed import DistContext
-from pipeline.train.loop import Trainer, optimise
-from pipeline.train.optim import build_optimizer, build_scheduler, lr_factor
-from pipeline.train.runlog import COLUMNS
-from tests.train_helpers import (
-    REPO,
-    assert_same_state,
-    load_best_state,
-    load_last,
-    make_root,
-    tiny_params,
-    tiny_raw,
-    without_timing,
-)
+from pipeline.model import UNet, load_model
+from pipeline.training import train as training
+from pipeline.training.device_data import AugmentConfig, augment, epoch_batches
+from pipeline.training.distributed import DistContext
+from pipeline.training.loop import Trainer, optimise
+from pipeline.training.optim import build_optimizer, build_scheduler, lr_factor
+from pipeline.training.runlog import COLUMNS
+from tests.conftest import REPO, shrunk_params, shrunk_raw
+from tests.train_helpers import assert_same_state, load_best_state, load_last, make_root, without_timing
 
 
 def _read_tsv(path: Path) -> list[dict[str, str]]:
@@ -143,11 +135,11 @@ def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
 
 def test_a_few_steps_on_one_batch_lower_the_loss() -> None:
     torch.manual_seed(0)
-    params = tiny_params(train={"lr": 3e-3, "schedule": "constant", "warmup_epochs": 0})
-    net = UNet(UNetConfig.from_params(params.model))
+    params = shrunk_params(train={"lr": 3e-3, "schedule": "constant", "warmup_epochs": 0})
+    net = UNet(params.model)
     opt = build_optimizer(net, params.train, torch.device("cpu"))
     tr = Trainer(net, net, opt, build_scheduler(opt, params.train, 1), build_loss(params.loss),
-                 torch.device("cpu"), amp=False, channels_last=False)  # fmt: skip
+                 torch.device("cpu"), amp=False, channels_last=False, protocol=params.eval)  # fmt: skip
     rgb, depth = _smooth_batch(b=4, h=32, w=48)
     losses = [optimise(tr, rgb, depth).item() for _ in range(15)]
     assert all(math.isfinite(v) for v in losses)
@@ -161,8 +153,8 @@ def test_a_few_steps_on_one_batch_lower_the_loss() -> None:
     ("norm", "activation", "loss"), [("batch", "relu", "eigen"), ("group", "gelu", "l2"), ("none", "silu", "l2_smooth")]
 )
 def test_train_writes_outputs_for_several_configs(tmp_path: Path, norm: str, activation: str, loss: str) -> None:
-    params = tiny_params(model={"norm": norm, "activation": activation}, loss={"name": loss}, train={"epochs": 1})
-    result = train(params, make_root(tmp_path))
+    params = shrunk_params(model={"norm": norm, "activation": activation}, loss={"name": loss}, train={"epochs": 1})
+    result = training.run(params, make_root(tmp_path))
     rows = _read_tsv(tmp_path / "reports" / "train_log.tsv")
     assert tuple(rows[0]) == COLUMNS and [r["epoch"] for r in rows] == ["1"]
     assert all(math.isfinite(float(r[c])) for r in rows for c in COLUMNS)
@@ -178,8 +170,8 @@ def test_train_writes_outputs_for_several_configs(tmp_path: Path, norm: str, act
 
 
 def test_best_model_is_the_best_validated_epoch(tmp_path: Path) -> None:
-    params = tiny_params(train={"epochs": 3, "val_every": 2, "best_metric": "delta1"})
-    result = train(params, make_root(tmp_path))
+    params = shrunk_params(train={"epochs": 3, "val_every": 2, "best_metric": "delta1"})
+    result = training.run(params, make_root(tmp_path))
     rows = _read_tsv(tmp_path / "reports" / "train_log.tsv")
     assert rows[0]["val_delta1"] == "" and rows[1]["val_delta1"] and rows[2]["val_delta1"]  # epochs 2 and 3 (last)
     best_row = max(rows[1:], key=lambda r: float(r["val_delta1"]))
@@ -188,12 +180,12 @@ def test_best_model_is_the_best_validated_epoch(tmp_path: Path) -> None:
 
 
 def test_same_seed_same_weights_and_metrics(tmp_path: Path) -> None:
-    params = tiny_params()
-    a, b = train(params, make_root(tmp_path / "a")), train(params, make_root(tmp_path / "b"))
+    params = shrunk_params()
+    a, b = training.run(params, make_root(tmp_path / "a")), training.run(params, make_root(tmp_path / "b"))
     assert without_timing([a["final"]]) == without_timing([b["final"]])
     assert_same_state(load_last(tmp_path / "a")["model"], load_last(tmp_path / "b")["model"])
     assert_same_state(load_best_state(tmp_path / "a"), load_best_state(tmp_path / "b"))
-    other = train(tiny_params(train={"seed": 1, "epochs": 1}), make_root(tmp_path / "c"))
+    other = training.run(shrunk_params(train={"seed": 1, "epochs": 1}), make_root(tmp_path / "c"))
     assert other["final"]["train_loss"] != load_last(tmp_path / "a")["history"][0]["train_loss"]  # the seed matters
 
 
@@ -202,23 +194,23 @@ def test_same_seed_same_weights_and_metrics(tmp_path: Path) -> None:
 
 def test_size_not_divisible_by_two_to_the_depth_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ParamsError, match=r"preprocess\.width.*model\.depth"):
-        train(tiny_params(model={"depth": 5}), make_root(tmp_path))
+        training.run(shrunk_params(model={"depth": 5}), make_root(tmp_path))
 
 
 def test_batch_larger_than_the_train_split_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="train.batch_size"):
-        train(tiny_params(train={"batch_size": 16}), make_root(tmp_path))
+        training.run(shrunk_params(train={"batch_size": 16}), make_root(tmp_path))
 
 
 def test_missing_processed_data_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="dvc repro preprocess"):
-        train(tiny_params(), tmp_path)
+        training.run(shrunk_params(), tmp_path)
 
 
 def test_unavailable_device_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
     with pytest.raises(PipelineError, match="train.device is 'cuda'.*auto or cpu"):
-        train(tiny_params(train={"device": "cuda"}), make_root(tmp_path))
+        training.run(shrunk_params(train={"device": "cuda"}), make_root(tmp_path))
 
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
@@ -237,10 +229,10 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkp
 
         return loss
 
-    monkeypatch.setattr(engine, "build_loss", nan_in_epoch_two)
+    monkeypatch.setattr(training, "build_loss", nan_in_epoch_two)
     make_root(tmp_path)
     with pytest.raises(PipelineError, match=r"epoch 2, step 2 of 2.*train\.lr.*last\.pt keeps epoch 1"):
-        train(tiny_params(), tmp_path)
+        training.run(shrunk_params(), tmp_path)
     assert load_last(tmp_path)["epoch"] == 1
     assert torch.load(tmp_path / "models" / "model.pt", weights_only=True)["epoch"] == 1
     assert len(_read_tsv(tmp_path / "reports" / "train_log.tsv")) == 1
@@ -251,7 +243,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkp
 
 @pytest.mark.slow
 def test_stage_end_to_end(tmp_path: Path) -> None:
-    raw = tiny_raw()  # MLflow off: its sqlite set-up alone takes ~20 s (tests/test_tracking covers it)
+    raw = shrunk_raw()  # MLflow off: its sqlite set-up alone takes ~20 s (tests/test_tracking covers it)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     make_root(tmp_path)
     env = {

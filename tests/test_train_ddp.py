@@ -18,8 +18,9 @@ import pytest
 import torch
 import yaml
 
-from pipeline.train import train
-from tests.train_helpers import REPO, load_last, make_root, tiny_params, tiny_raw
+from pipeline.training import train as training
+from tests.conftest import REPO, shrunk_params, shrunk_raw
+from tests.train_helpers import load_last, make_root
 
 NO_RANDOMNESS = {"model": {"norm": "none", "dropout": 0.0}, "train": {"augment": False, "epochs": 2}}
 
@@ -41,7 +42,7 @@ def _torchrun(root: Path, nproc: int) -> subprocess.CompletedProcess:
 def test_two_gloo_ranks_train_like_one_process_with_the_global_batch(tmp_path: Path) -> None:
     sections = {k: dict(v) for k, v in NO_RANDOMNESS.items()}
     ddp_root = make_root(tmp_path / "ddp", n_train=8, n_val=3)
-    raw = tiny_raw(**{**sections, "train": {**sections["train"], "batch_size": 2}})
+    raw = shrunk_raw(**{**sections, "train": {**sections["train"], "batch_size": 2}})
     (ddp_root / "params.yaml").write_text(yaml.safe_dump(raw))
     proc = _torchrun(ddp_root, nproc=2)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -49,7 +50,7 @@ def test_two_gloo_ranks_train_like_one_process_with_the_global_batch(tmp_path: P
     assert "not scaled with the global batch" in proc.stderr
 
     single_root = make_root(tmp_path / "single", n_train=8, n_val=3)
-    train(tiny_params(**{**sections, "train": {**sections["train"], "batch_size": 4}}), single_root)
+    training.run(shrunk_params(**{**sections, "train": {**sections["train"], "batch_size": 4}}), single_root)
 
     ddp, single = load_last(ddp_root), load_last(single_root)
     lines = (ddp_root / raw["paths"]["train_log"]).read_text().splitlines()
@@ -67,7 +68,7 @@ def test_two_gloo_ranks_train_like_one_process_with_the_global_batch(tmp_path: P
 def _ddp_root(root: Path, epochs: int) -> Path:
     # Augmentation and dropout on: every rank's random streams must survive the restart.
     make_root(root, n_train=192, n_val=3)  # ~0.5 s epochs: time to kill between them
-    raw = tiny_raw(train={"epochs": epochs, "batch_size": 4, "augment": True}, model={"base_channels": 8})
+    raw = shrunk_raw(train={"epochs": epochs, "batch_size": 4, "augment": True}, model={"base_channels": 8})
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     return root
 

@@ -12,17 +12,11 @@ import torch
 
 from pipeline.errors import PipelineError
 from pipeline.losses import build_loss
-from pipeline.train import engine, train
-from pipeline.train.checkpoint import capture_rng, fingerprint_hash, restore_rng, training_fingerprint
-from pipeline.train.runlog import COLUMNS
-from tests.train_helpers import (
-    assert_same_state,
-    load_best_state,
-    load_last,
-    make_root,
-    tiny_params,
-    without_timing,
-)
+from pipeline.training import train as training
+from pipeline.training.resume import capture_rng, fingerprint_hash, restore_rng, training_fingerprint
+from pipeline.training.runlog import COLUMNS
+from tests.conftest import shrunk_params
+from tests.train_helpers import assert_same_state, load_best_state, load_last, make_root, without_timing
 
 LAST = Path("models") / "checkpoints" / "last.pt"
 
@@ -42,7 +36,7 @@ def _interrupt_at(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
 
         return loss
 
-    monkeypatch.setattr(engine, "build_loss", build)
+    monkeypatch.setattr(training, "build_loss", build)
 
 
 # 8 train images at batch 4 and 4 val images: 2 train steps + 1 val batch per epoch,
@@ -54,18 +48,18 @@ def _interrupted_run(root: Path, monkeypatch: pytest.MonkeyPatch, **sections) ->
     with monkeypatch.context() as m:
         _interrupt_at(m, MID_EPOCH_2)
         with pytest.raises(KeyboardInterrupt):
-            train(tiny_params(**sections), root)
+            training.run(shrunk_params(**sections), root)
     assert load_last(root)["epoch"] == 1
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     whole = make_root(tmp_path / "whole")
-    train(tiny_params(train={"epochs": 3}), whole)
+    training.run(shrunk_params(train={"epochs": 3}), whole)
 
     cut = make_root(tmp_path / "cut")
     _interrupted_run(cut, monkeypatch, train={"epochs": 3})
     (cut / "models" / "model.pt").unlink()  # DVC removes a stage's outputs before re-running it
-    result = train(tiny_params(train={"epochs": 3}), cut)
+    result = training.run(shrunk_params(train={"epochs": 3}), cut)
 
     assert result["resumed_from"] == 1
     a, b = load_last(whole), load_last(cut)
@@ -84,8 +78,8 @@ def test_changed_training_param_starts_fresh_and_says_why(
 ) -> None:
     root = make_root(tmp_path)
     _interrupted_run(root, monkeypatch)
-    with caplog.at_level(logging.INFO, logger="pipeline.train"):
-        result = train(tiny_params(train={"lr": 0.002}), root)
+    with caplog.at_level(logging.INFO, logger="pipeline.training"):
+        result = training.run(shrunk_params(train={"lr": 0.002}), root)
     assert result["resumed_from"] == 0
     assert "starting fresh" in caplog.text and "train.lr: 0.001 -> 0.002" in caplog.text
     assert [r["epoch"] for r in load_last(root)["history"]] == [1, 2]
@@ -94,15 +88,15 @@ def test_changed_training_param_starts_fresh_and_says_why(
 def test_params_that_do_not_affect_training_still_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_root(tmp_path)
     _interrupted_run(root, monkeypatch)
-    result = train(tiny_params(eval={"crop": "none"}, mlflow={"experiment": "other"}), root)
+    result = training.run(shrunk_params(eval={"gt": "filled", "flip_tta": True}, mlflow={"experiment": "other"}), root)
     assert result["resumed_from"] == 1
 
 
 def test_a_finished_run_is_not_resumed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = make_root(tmp_path)
-    train(tiny_params(train={"epochs": 1}), root)
-    with caplog.at_level(logging.INFO, logger="pipeline.train"):
-        result = train(tiny_params(train={"epochs": 1}), root)
+    training.run(shrunk_params(train={"epochs": 1}), root)
+    with caplog.at_level(logging.INFO, logger="pipeline.training"):
+        result = training.run(shrunk_params(train={"epochs": 1}), root)
     assert result["resumed_from"] == 0 and "finished run" in caplog.text
 
 
@@ -111,19 +105,21 @@ def test_unreadable_checkpoint_names_the_file(tmp_path: Path) -> None:
     (root / LAST).parent.mkdir(parents=True)
     (root / LAST).write_bytes(b"not a checkpoint")
     with pytest.raises(PipelineError, match=r"last\.pt.*delete it"):
-        train(tiny_params(), root)
+        training.run(shrunk_params(), root)
 
 
 def test_fingerprint_covers_training_params_only() -> None:
-    base = fingerprint_hash(training_fingerprint(tiny_params(), "data"))
-    same = [tiny_params(eval={"crop": "none"}), tiny_params(mlflow={"enabled": True}),
-            tiny_params(paths={"model": "elsewhere.pt"})]  # fmt: skip
+    base = fingerprint_hash(training_fingerprint(shrunk_params(), "data"))
+    same = [shrunk_params(eval={"gt": "filled", "flip_tta": True, "n_examples": 0}),
+            shrunk_params(mlflow={"enabled": True}), shrunk_params(paths={"model": "elsewhere.pt"})]  # fmt: skip
     assert all(fingerprint_hash(training_fingerprint(p, "data")) == base for p in same)
-    changed = [tiny_params(model={"base_channels": 8}), tiny_params(loss={"lambda": 1.0}),
-               tiny_params(train={"epochs": 3}), tiny_params(preprocess={"height": 64}),
-               tiny_params(data={"source": "synthetic"})]  # fmt: skip
+    changed = [shrunk_params(model={"base_channels": 8}), shrunk_params(loss={"lambda": 1.0}),
+               shrunk_params(train={"epochs": 3}), shrunk_params(preprocess={"height": 64}),
+               shrunk_params(data={"source": "nyudv2"}),
+               # Validation scores eval's region: it picks the best epoch.
+               shrunk_params(eval={"crop": "none"}), shrunk_params(eval={"max_depth": 8.0})]  # fmt: skip
     assert all(fingerprint_hash(training_fingerprint(p, "data")) != base for p in changed)
-    assert fingerprint_hash(training_fingerprint(tiny_params(), "other data")) != base
+    assert fingerprint_hash(training_fingerprint(shrunk_params(), "other data")) != base
 
 
 def test_rng_states_round_trip_through_a_safe_checkpoint(tmp_path: Path) -> None:

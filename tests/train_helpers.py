@@ -1,36 +1,14 @@
-"""Tiny training set-ups shared by the train tests: params.yaml shrunk to a CPU-second run."""
+"""Helpers of the train tests: processed data for a run folder, checkpoints, train logs."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from pipeline.config import Params, params_from_dict
+from tests.conftest import SIZE
 from tests.fixtures_data import make_processed_dir
-
-REPO = Path(__file__).resolve().parents[1]
-SIZE = (32, 48)  # divisible by 2**depth for depth 2
-
-
-def tiny_raw(**sections: dict[str, Any]) -> dict[str, Any]:
-    """params.yaml as a dict with a tiny model, 2 epochs of batch 4, MLflow off; `sections` override keys."""
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["preprocess"].update(height=SIZE[0], width=SIZE[1])
-    raw["model"].update(base_channels=4, depth=2)
-    raw["train"].update(epochs=2, batch_size=4, warmup_epochs=1, device="cpu")
-    raw["mlflow"]["enabled"] = False
-    for name, values in sections.items():
-        raw[name] = {**copy.deepcopy(raw.get(name, {})), **values}
-    return raw
-
-
-def tiny_params(**sections: dict[str, Any]) -> Params:
-    """Validated `Params` from `tiny_raw`."""
-    return params_from_dict(tiny_raw(**sections))
 
 
 def make_root(root: Path, n_train: int = 8, n_val: int = 4) -> Path:

@@ -1,6 +1,6 @@
 """One HTTP(S) transfer attempt into a `.part` file, resuming with Range where the server allows.
 
-The retry loop lives in `pipeline.data.download`; this module does a single attempt and
+The retry loop lives in `pipeline.data.fetch`; this module does a single attempt and
 says how it failed: `TransientError` (connection errors, timeouts, 5xx, a transfer cut
 short: worth retrying) or `PermanentError` (404, 403, a server that disagrees about the
 size: retrying cannot help). A raw `OSError` escaping `transfer` is always a local file

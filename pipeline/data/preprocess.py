@@ -1,4 +1,4 @@
-"""The preprocess stage's core: raw NYUDv2 files -> `train/val/test.h5` + `summary.json`.
+"""The preprocess stage: `run(params, root)`, raw NYUDv2 files -> `train/val/test.h5` + `summary.json`.
 
 Streams image by image (one 480x640 frame in memory at a time), so the 2.97 GB labeled
 file never has to fit in RAM. All outputs go to a temporary folder beside `out_dir`,
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.config import PreprocessParams
+from pipeline.config import Params, PreprocessParams
 from pipeline.data.datasets import SplitWriter
 from pipeline.data.matlab import HEIGHT, WIDTH
 from pipeline.data.nyu import NyuLabeled, read_splits
@@ -163,4 +163,18 @@ def preprocess(
             }
             write_json_atomic(tmp / "summary.json", summary)
     log.info("preprocess: wrote %s (%s)", out_dir, ", ".join(f"{k} {v}" for k, v in summary["counts"].items()))
+    return summary
+
+
+def run(params: Params, root: Path) -> dict:
+    """Preprocesses `paths.labeled` + `paths.splits` into `paths.processed_dir`; returns the summary."""
+    paths = params.paths.resolve(root)
+    summary = preprocess(paths.labeled, paths.splits, paths.processed_dir, params.preprocess, params.data.source)
+    log.info(
+        "rgb mean %s std %s; depth %.2f..%.2f m",
+        [round(v, 4) for v in summary["rgb_mean"]],
+        [round(v, 4) for v in summary["rgb_std"]],
+        summary["depth_min"],
+        summary["depth_max"],
+    )
     return summary

@@ -1,6 +1,6 @@
 """Evaluation on the standard NYUDv2 protocol: inference, the protocol loop, the baseline.
 
-`pipeline.evaluate.evaluate(params)` is the stage's entry; `predict_batch` is the one
+`pipeline.evaluation.evaluate.evaluate(params)` is the stage's entry; `predict_batch` is the one
 inference path, shared with the `predict` CLI.
 """
 

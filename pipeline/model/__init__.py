@@ -1,6 +1,6 @@
-"""The depth network: `UNet` and its config, and checkpoint save/load."""
+"""The depth network: `UNet` (built from `ModelParams`), and its checkpoint file."""
 
-from pipeline.model.checkpoint import FORMAT_VERSION, load_model, save_model
-from pipeline.model.unet import UNet, UNetConfig
+from pipeline.model.serialize import FORMAT_VERSION, load_model, save_model
+from pipeline.model.unet import UNet, check_input_size
 
-__all__ = ["FORMAT_VERSION", "UNet", "UNetConfig", "load_model", "save_model"]
+__all__ = ["FORMAT_VERSION", "UNet", "check_input_size", "load_model", "save_model"]

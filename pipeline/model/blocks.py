@@ -8,8 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NORMS = ("batch", "group", "none")
-ACTIVATIONS = ("relu", "gelu", "silu")
+from pipeline.config import Activation, Norm, choices
+
+NORMS = choices(Norm)
+ACTIVATIONS = choices(Activation)
 
 # GroupNorm groups: 8 is the usual choice for narrow conv nets (Wu & He use 32 for
 # ResNets with >= 64 channels); gcd keeps it a divisor of any channel count.

@@ -3,16 +3,13 @@ network), a decoder with concatenated skips, and a bounded positive depth head."
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
 from pipeline.config import ModelParams, ParamsError
-from pipeline.model.blocks import ACTIVATIONS, NORMS, DoubleConv, Down, Up
+from pipeline.model.blocks import DoubleConv, Down, Up
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -39,70 +36,24 @@ def _nearest_multiples(v: int, f: int) -> list[int]:
     return [m for m in (lower, lower + f) if m > 0]
 
 
-@dataclass(frozen=True)
-class UNetConfig:
-    """Architecture hyper-parameters, stored in every checkpoint (`to_dict`)."""
+def check_input_size(cfg: ModelParams, h: int, w: int) -> None:
+    """Checks that the training resolution is divisible by 2**depth, so every pooling is exact.
 
-    base_channels: int = 32  # channels at full resolution; doubled at every level
-    depth: int = 4  # number of down (and up) levels
-    norm: str = "batch"  # batch | group | none
-    activation: str = "relu"  # relu | gelu | silu
-    dropout: float = 0.1  # at the bottleneck only: regularises without blurring the skips
-    max_depth: float = 10.0  # metres; the output's upper bound
-
-    def __post_init__(self) -> None:
-        checks = (
-            ("base_channels", self.base_channels >= 1, "an integer >= 1"),
-            ("depth", self.depth >= 1, "an integer >= 1"),
-            ("norm", self.norm in NORMS, " | ".join(NORMS)),
-            ("activation", self.activation in ACTIVATIONS, " | ".join(ACTIVATIONS)),
-            ("dropout", 0 <= self.dropout < 1, "a number in [0, 1)"),
-            ("max_depth", self.max_depth > 0, "metres > 0"),
-        )
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ParamsError(f"params: 'model.{name}' is {getattr(self, name)!r}; allowed: {allowed}")
-
-    @classmethod
-    def from_params(cls, params: ModelParams) -> UNetConfig:
-        """The config for `params.model`."""
-        return cls(**dataclasses.asdict(params))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for checkpoints and MLflow)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> UNetConfig:
-        """Inverse of `to_dict`.
-
-        Raises:
-            ParamsError: on unknown keys or invalid values.
-        """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ParamsError(f"model config: unknown keys {unknown}; allowed keys: {', '.join(sorted(known))}")
-        return cls(**d)
-
-    def check_input_size(self, h: int, w: int) -> None:
-        """Checks that H and W are divisible by 2**depth, so every pooling is exact.
-
-        Raises:
-            ParamsError: naming `preprocess.height`/`width` and `model.depth`, with the
-                nearest valid sizes and the largest depth that fits.
-        """
-        f = 2**self.depth
-        bad = [(key, v) for key, v in (("preprocess.height", h), ("preprocess.width", w)) if v % f]
-        if not bad:
-            return
-        sizes = "; ".join(f"'{key}' {v} -> use {' or '.join(map(str, _nearest_multiples(v, f)))}" for key, v in bad)
-        best = _largest_valid_depth(h, w)
-        depth_hint = f"or set 'model.depth' <= {best}" if best >= 1 else "no 'model.depth' >= 1 fits an odd size"
-        raise ParamsError(
-            f"params: input {h}x{w} is not divisible by 2**model.depth = {f} ('model.depth' is {self.depth}): "
-            f"{sizes}; {depth_hint}"
-        )
+    Raises:
+        ParamsError: naming `preprocess.height`/`width` and `model.depth`, with the
+            nearest valid sizes and the largest depth that fits.
+    """
+    f = 2**cfg.depth
+    bad = [(key, v) for key, v in (("preprocess.height", h), ("preprocess.width", w)) if v % f]
+    if not bad:
+        return
+    sizes = "; ".join(f"'{key}' {v} -> use {' or '.join(map(str, _nearest_multiples(v, f)))}" for key, v in bad)
+    best = _largest_valid_depth(h, w)
+    depth_hint = f"or set 'model.depth' <= {best}" if best >= 1 else "no 'model.depth' >= 1 fits an odd size"
+    raise ParamsError(
+        f"params: input {h}x{w} is not divisible by 2**model.depth = {f} ('model.depth' is {cfg.depth}): "
+        f"{sizes}; {depth_hint}"
+    )
 
 
 class DepthHead(nn.Module):
@@ -136,13 +87,13 @@ class UNet(nn.Module):
     """U-Net depth network: RGB in [0, 1] (B, 3, H, W) -> depth in metres (B, 1, H, W).
 
     Any H, W >= 2**depth runs (the decoder upsamples to each skip's size), but sizes
-    divisible by 2**depth keep every pooling exact: `UNetConfig.check_input_size`
-    enforces that for the training resolution.
+    divisible by 2**depth keep every pooling exact: `check_input_size` enforces that
+    for the training resolution.
     """
 
     def __init__(
         self,
-        cfg: UNetConfig,
+        cfg: ModelParams,
         rgb_mean: tuple[float, ...] | list[float] = IMAGENET_MEAN,
         rgb_std: tuple[float, ...] | list[float] = IMAGENET_STD,
     ) -> None:

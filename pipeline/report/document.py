@@ -10,7 +10,7 @@ from pipeline.report import published
 from pipeline.report.context import Provenance
 from pipeline.report.figures import ERROR_VMAX
 from pipeline.report.inputs import ReportInputs
-from pipeline.report.render import Block, Bullets, FigureRef, Heading, Paragraph
+from pipeline.report.markup import Block, Bullets, FigureRef, Heading, Paragraph
 from pipeline.report.tables import (
     error_by_depth_table,
     fmt,

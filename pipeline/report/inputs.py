@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Params
+from pipeline.config import PathsParams
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRIC_NAMES
 
@@ -23,29 +23,6 @@ DEPTH_BIN_COLUMNS = ("depth_bin_lo", "depth_bin_hi", "n_pixels", "abs_rel", "rms
 # The resolution keys (`resolution` in the docs; evaluate writes `eval_resolution` and
 # `train_resolution`) are optional: the report words around a missing one.
 PROTOCOL_KEYS = ("gt", "crop", "flip_tta", "min_depth", "max_depth")
-
-
-@dataclass(frozen=True)
-class ReportPaths:
-    """Absolute input and output paths of the report, from `params.paths`."""
-
-    metrics: Path
-    per_image: Path
-    per_scene_type: Path
-    error_by_depth: Path
-    predictions: Path
-    train_log: Path
-    run_id: Path
-    report_md: Path
-    report_html: Path
-    figures_dir: Path
-
-    @classmethod
-    def from_params(cls, params: Params, repo_root: Path) -> ReportPaths:
-        p = params.paths
-        names = ("metrics", "per_image", "per_scene_type", "error_by_depth", "predictions", "train_log", "run_id")
-        names += ("report_md", "report_html", "figures_dir")
-        return cls(**{n: Path(repo_root) / getattr(p, n) for n in names})
 
 
 @dataclass(frozen=True)
@@ -132,7 +109,7 @@ def read_run_id(path: Path) -> str | None:
     return str(run_id) if run_id else None
 
 
-def load_inputs(paths: ReportPaths) -> ReportInputs:
+def load_inputs(paths: PathsParams) -> ReportInputs:
     """Reads every report input; raises `PipelineError` naming the first bad file."""
     val_cols = tuple(f"val_{m}" for m in METRIC_NAMES)
     return ReportInputs(

@@ -11,13 +11,14 @@ import logging
 import sys
 
 from pipeline.config import ParamsError, load_params
+from pipeline.logs import setup_logging
 from pipeline.tracking.redact import redact_uri
 from pipeline.tracking.store import init_store, tracking_uri
 
 
 def main(argv: list[str]) -> int:
     """Initialises the store for the params file in argv[0] (default params.yaml)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s mlflow-init %(levelname)s %(message)s")
+    setup_logging("mlflow-init")
     try:
         params = load_params(argv[0] if argv else "params.yaml")
     except ParamsError as e:

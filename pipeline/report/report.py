@@ -1,4 +1,4 @@
-"""Builds the whole report and puts it in place atomically; logs it to the MLflow run.
+"""The report stage: `run(params, root)` builds the report, puts it in place atomically, logs it to MLflow.
 
 Atomicity: every input is read and every figure drawn (into a hidden temporary folder
 beside `figures_dir`) before anything at an output path changes. Only then are the
@@ -18,8 +18,9 @@ from pipeline.io import atomic_dir, atomic_path
 from pipeline.report import figures
 from pipeline.report.context import collect_provenance
 from pipeline.report.document import CURVES, DEPTH, GRID, SCENES, build_document, report_title
-from pipeline.report.inputs import ReportInputs, ReportPaths, load_inputs
-from pipeline.report.render import render_html, render_markdown
+from pipeline.report.inputs import ReportInputs, load_inputs
+from pipeline.report.markup import render_html, render_markdown
+from pipeline.tracking import resume_run
 
 log = logging.getLogger("pipeline")
 
@@ -52,7 +53,7 @@ def build_report(params: Params, repo_root: str | Path) -> dict[str, Any]:
         PipelineError: an input is missing or malformed (nothing is written then).
     """
     repo_root = Path(repo_root)
-    paths = ReportPaths.from_params(params, repo_root)
+    paths = params.paths.resolve(repo_root)
     inputs = load_inputs(paths)
     prov = collect_provenance(params, repo_root, inputs.metrics, inputs.run_id)
     # Everything is built aside (figures in a staging folder, texts in temp files); on
@@ -85,8 +86,6 @@ def log_to_mlflow(params: Params, repo_root: str | Path, written: dict[str, Any]
     The report is the pipeline's last stage, so this is where the run is closed. Tracking
     never fails the stage (a disabled or unreachable store is a no-op).
     """
-    from pipeline.tracking import resume_run  # imported here: MLflow is slow to import
-
     tracker = resume_run(params, Path(repo_root) / params.paths.run_id, repo_root)
     try:
         # At the artifact root, beside metrics.json: report.md's relative figure links still work.
@@ -95,3 +94,11 @@ def log_to_mlflow(params: Params, repo_root: str | Path, written: dict[str, Any]
         tracker.log_artifacts(written["figures_dir"], artifact_path=written["figures_dir"].name)
     finally:
         tracker.end()
+
+
+def run(params: Params, root: Path) -> dict[str, Any]:
+    """Builds the report under `root` (see `build_report`), then adds it to train's MLflow run and ends it."""
+    written = build_report(params, root)
+    log_to_mlflow(params, root, written)
+    log.info("open %s in a browser (works offline)", written["report_html"])
+    return written

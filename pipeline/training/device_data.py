@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.data.datasets import read_split
-from pipeline.train.distributed import DistContext
+from pipeline.training.distributed import DistContext
 
 # ITU-R BT.601 luma weights, for contrast and saturation around the grey image.
 _LUMA = (0.299, 0.587, 0.114)

@@ -1,4 +1,7 @@
-"""The resume checkpoint `models/checkpoints/last.pt`: written atomically every epoch.
+"""The resume checkpoint (`paths.resume_checkpoint`): what it holds, when it applies, writing it.
+
+Written atomically every epoch; a run started again with the same training params
+(`training_fingerprint`) continues after the last finished epoch, bit for bit.
 
 It holds plain types and tensors only, so it loads with `torch.load(weights_only=True)`
 (no pickled code runs on load): numpy's RNG key is stored as a tensor, generator
@@ -11,8 +14,9 @@ import hashlib
 import json
 import logging
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,23 +25,38 @@ from pipeline.config import Params, flatten, to_yaml_dict
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
 
+if TYPE_CHECKING:
+    from pipeline.training.loop import Trainer
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 
 
+@dataclass
+class RunState:
+    """What changes from epoch to epoch and goes into the resume checkpoint."""
+
+    epoch: int = 0  # the last finished epoch
+    history: list[dict[str, Any]] = field(default_factory=list)  # one train-log row per epoch
+    best: dict[str, Any] | None = None  # {"epoch", "value", "val_metrics", "state"}
+
+
 def training_fingerprint(params: Params, data_fingerprint: str = "") -> dict[str, Any]:
     """The params that change what training computes, as a nested dict.
 
-    In: model, loss, train, the training resolution and the data source, plus a
+    In: model, loss, train, the training resolution, the data source and the region
+    validation scores (eval's crop and depth range, which pick the best epoch), plus a
     fingerprint of the processed data (so re-splitting the data never resumes an old
-    run). Out: paths, eval and mlflow, which do not change a single weight.
+    run). Out: paths, the rest of eval, and mlflow, which change no weight.
     """
     return {
         "model": to_yaml_dict(params.model),
         "loss": to_yaml_dict(params.loss),
         "train": to_yaml_dict(params.train),
         "preprocess": {"height": params.preprocess.height, "width": params.preprocess.width},
+        # Validation scores the region evaluation scores: it decides which epoch is best.
+        "eval": {"crop": params.eval.crop, "min_depth": params.eval.min_depth, "max_depth": params.eval.max_depth},
         "data": {"source": params.data.source, "fingerprint": data_fingerprint},
     }
 
@@ -72,6 +91,35 @@ def restore_rng(state: dict[str, Any], generators: dict[str, torch.Generator]) -
         torch.cuda.set_rng_state_all(state["cuda"])
     for name, g in generators.items():
         g.set_state(state[f"gen_{name}"])
+
+
+def checkpoint_state(
+    tr: Trainer, state: RunState, params: Params, fingerprint: dict[str, Any], gens: dict[str, torch.Generator]
+) -> dict[str, Any]:
+    """Everything `restore` needs to continue after `state.epoch`, as plain types and tensors."""
+    return {
+        "params_hash": fingerprint_hash(fingerprint),
+        "fingerprint": fingerprint,
+        "params": to_yaml_dict(params),
+        "epoch": state.epoch,
+        "model": {k: v.detach().cpu() for k, v in tr.net.state_dict().items()},
+        "optimizer": tr.optimizer.state_dict(),
+        "scheduler": tr.scheduler.state_dict(),
+        "rng": capture_rng(gens),
+        "history": state.history,
+        "best": state.best,
+    }
+
+
+def restore(ckpt: dict[str, Any], tr: Trainer, gens: dict[str, torch.Generator]) -> RunState:
+    """Puts a `checkpoint_state` back into the trainer and generators; returns the run state."""
+    tr.net.load_state_dict(ckpt["model"])
+    tr.optimizer.load_state_dict(ckpt["optimizer"])
+    tr.scheduler.load_state_dict(ckpt["scheduler"])
+    # Every epoch reseeds its generators anyway (`reseed_epoch`); restoring the saved
+    # states also covers any draw made outside the epoch loop.
+    restore_rng(ckpt["rng"], gens)
+    return RunState(epoch=ckpt["epoch"], history=list(ckpt["history"]), best=ckpt["best"])
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

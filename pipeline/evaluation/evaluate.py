@@ -1,8 +1,10 @@
-"""The evaluate stage's callable core: model + test split -> reports, logged to the MLflow run.
+"""The evaluate stage: `run(params, root)`, model + test split -> reports, logged to the MLflow run.
 
-The protocol itself lives in `pipeline.evaluation` (inference, the streamed loop, the
-constant baseline); this module loads the inputs, writes the five outputs atomically and
-logs them to the run that training opened.
+The protocol itself lives beside it (`inference`, the streamed loop in `protocol`, the
+constant `baseline`); this module loads the inputs, writes the five outputs atomically
+and logs them to the run that training opened. The device is picked automatically
+(CUDA, then MPS, then the CPU) and is not a param: it must not change the numbers
+beyond bf16 rounding on CUDA.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import pandas as pd
 from pipeline.config import Params, PathsParams
 from pipeline.data.datasets import read_summary
 from pipeline.device import pick_device
-from pipeline.evaluation import EvalResult, constant_baseline, evaluate_model, train_resolution
+from pipeline.evaluation.baseline import constant_baseline
+from pipeline.evaluation.inference import train_resolution
+from pipeline.evaluation.protocol import EvalResult, evaluate_model
 from pipeline.io import atomic_path, write_json_atomic
 from pipeline.metrics import METRIC_NAMES, average_metrics
 from pipeline.model import load_model
@@ -98,11 +102,12 @@ def _log_to_run(tracker: Tracker, paths: PathsParams, metrics: dict[str, Any]) -
         tracker.log_artifact(path)
 
 
-def evaluate(params: Params, device: str = "auto") -> dict[str, Any]:
+def run(params: Params, root: Path, device: str = "auto") -> dict[str, Any]:
     """Evaluates `paths.model` on the processed test split; writes the five reports.
 
     Args:
         params: all params; reads `paths`, `eval` and `mlflow`.
+        root: the folder `params.paths` are relative to.
         device: auto | cuda | mps | cpu.
 
     Returns:
@@ -112,21 +117,22 @@ def evaluate(params: Params, device: str = "auto") -> dict[str, Any]:
         PipelineError: if the model or processed data are missing or unreadable.
     """
     dev = pick_device(device)
-    model, meta = load_model(params.paths.model, map_location=dev)
+    paths = params.paths.resolve(root)
+    model, meta = load_model(paths.model, map_location=dev)
     train_hw = train_resolution(meta)
-    processed, cfg = Path(params.paths.processed_dir), params.eval
+    processed, cfg = paths.processed_dir, params.eval
     baseline = constant_baseline(meta, processed, cfg.min_depth, cfg.max_depth)
     info = {"source": read_summary(processed).get("source"), "device": dev.type, "model_epoch": meta.get("epoch")}
     log.info("evaluating on %s: trained at %dx%d, gt=%s, crop=%s, flip_tta=%s", dev, *train_hw, cfg.gt, cfg.crop,
              cfg.flip_tta)  # fmt: skip
     # Reopened only now, so a missing model or data fails before touching the run; the
     # context ends this stage's hold on it (FAILED on an error) and `report` reopens it.
-    with resume_run(params, params.paths.run_id) as tracker:  # no-op when MLflow is off or unreachable
+    with resume_run(params, paths.run_id, root) as tracker:  # no-op when MLflow is off or unreachable
         result = evaluate_model(model, processed / "test.h5", cfg, train_hw, baseline[0])
-        write_tables(result, params.paths)
+        write_tables(result, paths)
         metrics = metrics_summary(result, params, train_hw, baseline, mlflow_run_id=tracker.run_id, **info)
-        write_json_atomic(params.paths.metrics, metrics)
-        _log_to_run(tracker, params.paths, metrics)
+        write_json_atomic(paths.metrics, metrics)
+        _log_to_run(tracker, paths, metrics)
     if result.nonfinite_pixels:
         log.warning("%d predicted test pixel(s) were NaN or infinite; scored as eval.min_depth (NaN, -inf) or "
                     "eval.max_depth (+inf), as BTS does", result.nonfinite_pixels)  # fmt: skip

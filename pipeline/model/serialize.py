@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.config import ParamsError
+from pipeline.config import ModelParams, ParamsError, section_from_dict, to_yaml_dict
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
-from pipeline.model.unet import UNet, UNetConfig
+from pipeline.model.unet import UNet
 
 FORMAT_VERSION = 1
 _RESERVED = ("state_dict", "model_config", "rgb_mean", "rgb_std", "format_version")
@@ -74,7 +74,7 @@ def save_model(path: str | Path, model: nn.Module, extra: dict[str, Any]) -> Non
         raise TypeError(f"checkpoint extra uses reserved keys {clash}")
     ckpt = {
         "format_version": FORMAT_VERSION,
-        "model_config": net.cfg.to_dict(),
+        "model_config": to_yaml_dict(net.cfg),
         "rgb_mean": net.rgb_mean.flatten().tolist(),
         "rgb_std": net.rgb_std.flatten().tolist(),
         # CPU + contiguous: loads on any device, whatever memory format training used.
@@ -121,7 +121,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     path = Path(path)
     ckpt = _read(path, map_location)
     try:
-        cfg = UNetConfig.from_dict(ckpt["model_config"])
+        cfg = section_from_dict(ModelParams, ckpt["model_config"])
         model = UNet(cfg, ckpt["rgb_mean"], ckpt["rgb_std"])
         model.load_state_dict(ckpt["state_dict"])
     except (ParamsError, RuntimeError, TypeError) as e:

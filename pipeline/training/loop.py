@@ -14,20 +14,18 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.config import EvalParams
 from pipeline.errors import PipelineError
 from pipeline.losses import LossFn
 from pipeline.metrics import METRIC_NAMES, protocol_metrics_torch
-from pipeline.train.device_data import DeviceSplit, augment, gather_batch
-from pipeline.train.distributed import DistContext, all_reduce_
+from pipeline.training.device_data import DeviceSplit, augment, gather_batch
+from pipeline.training.distributed import DistContext, all_reduce_
 
 log = logging.getLogger(__name__)
 
 # Host syncs per epoch = steps / SYNC_EVERY: rare enough not to stall the GPU queue,
 # frequent enough for a live progress bar and an early stop on a NaN.
 SYNC_EVERY = 10
-# Validation scores depths in (VAL_MIN_DEPTH, model.max_depth), like evaluation's default range.
-VAL_MIN_DEPTH = 1e-3
-VAL_CROP = "eigen"
 
 
 @dataclass(frozen=True)
@@ -42,6 +40,7 @@ class Trainer:
     device: torch.device
     amp: bool  # bf16 autocast (CUDA only)
     channels_last: bool
+    protocol: EvalParams  # validation scores eval's crop and depth range, as the test does
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast on CUDA with `train.amp`; a no-op context otherwise."""
@@ -130,13 +129,13 @@ def train_epoch(
 
 
 @torch.no_grad()
-def validate(tr: Trainer, data: DeviceSplit, batch_size: int, ctx: DistContext, max_depth: float) -> dict[str, float]:
+def validate(tr: Trainer, data: DeviceSplit, batch_size: int, ctx: DistContext) -> dict[str, float]:
     """Validation loss and the nine metrics (per image, then averaged) on the whole split.
 
     Each rank scores every world_size-th image; sums are reduced over ranks. Metrics
-    use the filled depth at training resolution inside the Eigen crop (scaled to that
-    resolution): the region the default evaluation scores, so the best epoch is chosen
-    on what the test reports, without the registration border of NYU's frames.
+    use the filled depth at training resolution, inside `eval.crop` (scaled to that
+    resolution) and `eval`'s depth range: the region evaluation scores, so the best
+    epoch is chosen on what the test reports.
 
     Returns:
         {"val_loss": float, "val_<metric>": float for every METRIC_NAME}.
@@ -152,7 +151,8 @@ def validate(tr: Trainer, data: DeviceSplit, batch_size: int, ctx: DistContext, 
             pred = tr.net(tr.layout(rgb))  # (b, 1, H, W)
         loss = tr.loss_fn(pred, depth, rgb)
         sums[-1] += (~torch.isfinite(pred)).sum()  # replaced by protocol_metrics_torch, as in evaluation
-        per = protocol_metrics_torch(pred.float(), depth, VAL_MIN_DEPTH, max_depth, crop=VAL_CROP)
+        p = tr.protocol
+        per = protocol_metrics_torch(pred.float(), depth, p.min_depth, p.max_depth, crop=p.crop)
         vals = torch.stack([per[k] for k in METRIC_NAMES]).double()  # (M, b); NaN: no valid pixel
         ok = ~torch.isnan(vals)
         sums[0] += loss.double() * len(chunk)

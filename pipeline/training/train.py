@@ -1,0 +1,300 @@
+"""The train stage: `run(params, root) -> metrics`, resumable, single- or multi-process.
+
+Outputs (rank 0 only): `paths.model` (best epoch by `train.best_metric`),
+`paths.resume_checkpoint` (every epoch), `paths.train_log` (one TSV row per epoch)
+and `paths.run_id` (the MLflow run that evaluate and report reopen). All are written
+atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from pipeline import tracking
+from pipeline.config import Params, PathsParams, to_yaml_dict
+from pipeline.data.datasets import read_summary
+from pipeline.errors import PipelineError
+from pipeline.io import sha256_file
+from pipeline.losses import build_loss
+from pipeline.metrics import HIGHER_IS_BETTER
+from pipeline.model import UNet, check_input_size, save_model
+from pipeline.tracking import Tracker
+from pipeline.training import resume
+from pipeline.training.device_data import DeviceSplit, epoch_batches, load_split_to_device
+from pipeline.training.distributed import (
+    DistContext,
+    barrier,
+    env_context,
+    init_distributed,
+    resolve_device,
+    shutdown_distributed,
+)
+from pipeline.training.loop import NonFiniteLossError, Trainer, train_epoch, validate
+from pipeline.training.optim import build_optimizer, build_scheduler
+from pipeline.training.resume import RunState
+from pipeline.training.runlog import write_train_log
+from pipeline.training.seeding import configure_determinism, reseed_epoch, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    """Everything one training run carries from epoch to epoch."""
+
+    params: Params
+    paths: PathsParams  # resolved against the run's root
+    dist: DistContext
+    trainer: Trainer
+    train_split: DeviceSplit
+    val_split: DeviceSplit
+    gens: dict[str, torch.Generator]  # "shuffle", "augment": on the device, reseeded every epoch
+    fingerprint: dict[str, Any]  # what makes a resume checkpoint this run's (resume.training_fingerprint)
+    tracker: Tracker  # a no-op on ranks > 0 and with MLflow off
+    state: RunState
+
+
+def run(params: Params, root: Path) -> dict[str, Any]:
+    """Trains, and (rank 0) logs to a new MLflow run whose id goes to `paths.run_id`.
+
+    Args:
+        params: all params (model, loss, train, eval's crop and range, preprocess's size, paths).
+        root: the folder `params.paths` are relative to (the repository, or DVC's
+            temporary copy of it for a queued experiment).
+
+    Returns:
+        {"best_epoch", "best_metric", "best_value", "best_val_metrics", "final" (last TSV row),
+        "epochs", "resumed_from", "device", "world_size"}.
+
+    Raises:
+        PipelineError: missing or inconsistent data, an unavailable device, or a non-finite loss.
+        ParamsError: a training resolution the model cannot take.
+    """
+    paths = params.paths.resolve(root)
+    if not env_context().is_main:  # under torchrun only rank 0 tracks, writes and logs progress
+        logging.getLogger().setLevel(logging.WARNING)
+        return train(params, paths, Tracker())
+    # The MLflow store is found from DVC_ROOT (the user's repo) before `root`, which for
+    # a queued experiment is a temporary copy deleted afterwards.
+    with tracking.start_run(params, root) as tracker:  # ends the run FINISHED, FAILED or KILLED
+        result = train(params, paths, tracker)
+        tracker.log_model(paths.model)  # state dict + config: loads at any image size
+        tracker.write_run_id(paths.run_id)
+    return result
+
+
+def train(params: Params, paths: PathsParams, tracker: Tracker) -> dict[str, Any]:
+    """The training loop behind `run`: resumes from `paths.resume_checkpoint` when it was this run's."""
+    dist = env_context()
+    device = resolve_device(params.train.device, dist.local_rank)
+    configure_determinism(params.train.deterministic, device)
+    init_distributed(dist, device)
+    try:
+        r = _setup(params, paths, dist, device, tracker)
+        return _loop(r)
+    finally:
+        shutdown_distributed()
+
+
+def _load_data(params: Params, paths: PathsParams, device: torch.device) -> tuple[DeviceSplit, DeviceSplit, dict]:
+    """Train and val splits on the device, checked against the params' resolution."""
+    summary = read_summary(paths.processed_dir)
+    h, w = params.preprocess.height, params.preprocess.width
+    check_input_size(params.model, h, w)
+    splits = {name: load_split_to_device(paths.processed_dir / f"{name}.h5", device) for name in ("train", "val")}
+    for name, split in splits.items():
+        if split.hw != (h, w):
+            raise PipelineError(
+                f"{paths.processed_dir / name}.h5: images are {split.hw[0]}x{split.hw[1]} but "
+                f"preprocess.height/width say {h}x{w}; re-run `dvc repro preprocess`"
+            )
+    if len(splits["val"]) == 0:
+        raise PipelineError(f"{paths.processed_dir / 'val.h5'}: no images; raise preprocess.val_fraction and re-run")
+    return splits["train"], splits["val"], summary
+
+
+def build_trainer(params: Params, summary: dict, device: torch.device, dist: DistContext, steps: int) -> Trainer:
+    """Model (on `device`, maybe DDP-wrapped and compiled), optimiser, per-step schedule and loss.
+
+    Args:
+        params: all params (model, loss, train, eval are read).
+        summary: the processed data's summary (its `rgb_mean`/`rgb_std` go into the model).
+        device: where the model lives.
+        dist: this process's rank and world size.
+        steps: optimiser steps per epoch, for the schedule.
+    """
+    tp = params.train
+    net = UNet(params.model, summary["rgb_mean"], summary["rgb_std"]).to(device)
+    # channels_last (NHWC): cuDNN's tensor-core kernels and oneDNN's CPU convolutions are
+    # NHWC-native (~30% faster steps measured on the CPU); MPS stays NCHW, its NHWC
+    # support is patchier.
+    channels_last = device.type in ("cuda", "cpu")
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(net, tp, device)
+    model: torch.nn.Module = net
+    if dist.distributed:
+        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    if tp.compile and device.type == "cuda":
+        model = torch.compile(model)
+    elif tp.compile:
+        log.info("train.compile ignored on %s (CUDA only)", device.type)
+    amp = tp.amp and device.type == "cuda"
+    if tp.amp and not amp:
+        log.info("train.amp ignored on %s: training in float32", device.type)
+    return Trainer(
+        model=model,
+        net=net,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, tp, steps),
+        loss_fn=build_loss(params.loss),
+        device=device,
+        amp=amp,
+        channels_last=channels_last,
+        protocol=params.eval,
+    )
+
+
+def _setup(params: Params, paths: PathsParams, dist: DistContext, device: torch.device, tracker: Tracker) -> Run:
+    """Data on the device, the trainer, and the state to start from (fresh or resumed)."""
+    tp = params.train
+    train_split, val_split, summary = _load_data(params, paths, device)
+    steps = len(train_split) // (tp.batch_size * dist.world_size)
+    if steps == 0:
+        raise PipelineError(
+            f"params: train.batch_size {tp.batch_size} x {dist.world_size} rank(s) is more than the "
+            f"{len(train_split)} training images; lower train.batch_size"
+        )
+    seed_everything(tp.seed)  # the model's initial weights
+    trainer = build_trainer(params, summary, device, dist, steps)
+    gens = {"shuffle": torch.Generator(device=device), "augment": torch.Generator(device=device)}
+    fingerprint = resume.training_fingerprint(params, sha256_file(paths.processed_dir / "summary.json"))
+    ckpt = resume.load_resumable(paths.resume_checkpoint, fingerprint, tp.epochs)
+    state = resume.restore(ckpt, trainer, gens) if ckpt else RunState()
+    r = Run(params, paths, dist, trainer, train_split, val_split, gens, fingerprint, tracker, state)
+    if dist.is_main:
+        _start(r)
+    return r
+
+
+def _start(r: Run) -> None:
+    """Rank 0: set-up log lines, tracker params, and model.pt restored on resume."""
+    tp, world = r.params.train, r.dist.world_size
+    log.info(
+        "device %s, world size %d: global batch %d (%d per rank); lr %g, not scaled with the global batch "
+        "(adjust train.lr yourself when changing the number of ranks)",
+        r.trainer.device, world, tp.batch_size * world, tp.batch_size, tp.lr,
+    )  # fmt: skip
+    r.tracker.set_tags(
+        {
+            "device": str(r.trainer.device),
+            "world_size": str(world),
+            "global_batch": str(tp.batch_size * world),
+            "resumed_from_epoch": str(r.state.epoch),
+        }
+    )
+    # A resumed run starts a new MLflow run: give it the whole curve, not only the new epochs.
+    r.tracker.log_metrics_history([{"epoch": row["epoch"], **_metrics_of(row)} for row in r.state.history])
+    if r.state.best is not None:
+        # DVC deletes its outputs before re-running a stage: put the best model back.
+        net = UNet(r.params.model)  # on the CPU, like the stored state; rgb stats come with the state
+        net.load_state_dict(r.state.best["state"])
+        _save_best(r, net)
+
+
+def _loop(r: Run) -> dict[str, Any]:
+    """Epochs from the first unfinished one to `train.epochs`; returns the run's summary."""
+    tp, resumed_from = r.params.train, r.state.epoch
+    for epoch in range(r.state.epoch + 1, tp.epochs + 1):
+        try:
+            row = _run_epoch(r, epoch)
+        except NonFiniteLossError as e:
+            kept = f"{r.paths.resume_checkpoint} keeps epoch {r.state.epoch}" if r.state.epoch else "no epoch finished"
+            raise PipelineError(f"{e} ({kept}, the last good one)") from None
+        if r.dist.is_main:
+            _finish_epoch(r, row)
+        else:
+            r.state.epoch = epoch
+    barrier(r.dist)
+    best = r.state.best or {}
+    return {
+        "best_epoch": best.get("epoch"),
+        "best_metric": tp.best_metric,
+        "best_value": best.get("value"),
+        "best_val_metrics": best.get("val_metrics"),
+        "final": r.state.history[-1] if r.state.history else None,
+        "epochs": tp.epochs,
+        "resumed_from": resumed_from,
+        "device": str(r.trainer.device),
+        "world_size": r.dist.world_size,
+    }
+
+
+def _run_epoch(r: Run, epoch: int) -> dict[str, Any]:
+    """Trains one epoch (and validates when due); returns its TSV row."""
+    tp = r.params.train
+    start = time.perf_counter()
+    reseed_epoch(tp.seed, epoch, r.dist.rank, r.gens)
+    lr = r.trainer.optimizer.param_groups[0]["lr"]  # at the epoch's first step
+    batches = epoch_batches(len(r.train_split), tp.batch_size, r.dist, r.gens["shuffle"])  # (steps, B)
+    stats = train_epoch(r.trainer, r.train_split, batches, r.gens["augment"], r.dist, epoch, tp.augment)
+    row: dict[str, Any] = {"epoch": epoch, "train_loss": stats.loss}
+    if epoch % tp.val_every == 0 or epoch == tp.epochs:  # the last epoch always validates
+        row.update(validate(r.trainer, r.val_split, tp.batch_size, r.dist))
+    row.update(lr=lr, images_per_s=stats.images / stats.seconds, seconds=time.perf_counter() - start)
+    return row
+
+
+def _finish_epoch(r: Run, row: dict[str, Any]) -> None:
+    """Rank 0: best model, TSV and resume checkpoint, in that order (each atomic)."""
+    state, metric = r.state, r.params.train.best_metric
+    state.epoch = row["epoch"]
+    state.history.append(row)
+    key = metric if metric == "val_loss" else f"val_{metric}"
+    if key in row and _is_better(row[key], state.best, metric):
+        state.best = {
+            "epoch": state.epoch,
+            "value": row[key],
+            "val_metrics": {k: v for k, v in row.items() if k.startswith("val_")},
+            "state": {k: v.detach().cpu().clone() for k, v in r.trainer.net.state_dict().items()},
+        }
+        _save_best(r, r.trainer.net)
+    write_train_log(r.paths.train_log, state.history)
+    ckpt = resume.checkpoint_state(r.trainer, state, r.params, r.fingerprint, r.gens)
+    resume.save_checkpoint(r.paths.resume_checkpoint, ckpt)
+    r.tracker.log_metrics(_metrics_of(row), step=state.epoch)
+    shown = " ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch" and v is not None)
+    log.info("epoch %d/%d: %s", state.epoch, r.params.train.epochs, shown)
+
+
+def _is_better(value: float, best: dict[str, Any] | None, metric: str) -> bool:
+    if best is None or math.isnan(best["value"]):
+        return True
+    return value > best["value"] if metric in HIGHER_IS_BETTER else value < best["value"]
+
+
+def _save_best(r: Run, net: torch.nn.Module) -> None:
+    best = r.state.best
+    extra = {
+        "params": to_yaml_dict(r.params),
+        "epoch": best["epoch"],
+        "val_metrics": best["val_metrics"],
+        "best_metric": r.params.train.best_metric,
+        "best_value": best["value"],
+        "device": str(r.trainer.device),
+        "torch_version": torch.__version__,
+    }
+    save_model(r.paths.model, net, extra)
+
+
+def _metrics_of(row: dict[str, Any]) -> dict[str, float]:
+    """A history row as tracker metrics: no epoch, no empty (unvalidated) cells."""
+    return {k: v for k, v in row.items() if k != "epoch" and v is not None}
