@@ -11,7 +11,7 @@ TORCH_VERSION := 2.13.0
 TORCH_INDEX ?=
 PIP_TORCH_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
-.PHONY: venv demo test lint format mlflow-ui mlflow-server clean-demo
+.PHONY: venv demo test test-fast lint format mlflow-ui mlflow-server
 
 venv: $(VENV)/.installed
 
@@ -26,8 +26,13 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
+# Everything (CI runs this, after `make lint`).
 test: venv
 	$(BIN)/python -m pytest
+
+# For iterating: skips the end-to-end DVC/MLflow runs (marked slow), about a minute.
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: venv
 	$(BIN)/ruff check .

@@ -62,8 +62,11 @@ def _sync(device: torch.device) -> None:
 
 
 class Timer:
-    """Wall-clock and process CPU time of a block. On a CPU shared with other jobs, the
-    wall clock also counts time spent waiting for a core; CPU time mostly does not."""
+    """Wall-clock and process CPU time of a block.
+
+    On a CPU shared with other jobs, the wall clock also counts time spent waiting for
+    a core; CPU time mostly does not.
+    """
 
     def __enter__(self) -> Timer:
         self.wall, self.cpu = time.perf_counter(), time.process_time()

@@ -49,7 +49,8 @@ def eval_mask(
 
     Args:
         gt: ground truth in metres, (..., H, W), torch or numpy.
-        min_depth, max_depth: the valid range (exclusive), metres.
+        min_depth: the valid range's lower end (exclusive), metres.
+        max_depth: the valid range's upper end (exclusive), metres.
         crop: "eigen" (see `eigen_crop_bounds`) or "none".
 
     Returns:
@@ -139,7 +140,11 @@ def protocol_metrics_torch(
     included (see `clip_prediction`).
 
     Args:
-        pred, gt: (B, H, W) or (B, 1, H, W) metres.
+        pred: (B, H, W) or (B, 1, H, W) predicted metres.
+        gt: ground truth, same shape, metres.
+        min_depth: lower end of the valid range; predictions are clipped to it.
+        max_depth: upper end of the valid range; predictions are clipped to it.
+        crop: "eigen" or "none".
 
     Returns:
         {name: (B,) tensor}, NaN for images without valid pixels.
@@ -173,8 +178,10 @@ def depth_metrics_per_image(
     """Per-image metrics for numpy depth maps in metres (float64 on the CPU, for exactness).
 
     Args:
-        pred, gt: (H, W) or (N, H, W), same shape.
-        min_depth, max_depth: pred is clipped to this range; gt outside it is ignored.
+        pred: (H, W) or (N, H, W) predicted metres.
+        gt: ground truth, same shape.
+        min_depth: lower end of the range pred is clipped to; gt outside the range is ignored.
+        max_depth: upper end of that range.
         crop: "eigen" or "none".
 
     Returns:

@@ -3,14 +3,16 @@
 The rule (dvc.yaml's header): a stage lists, as files or package folders, every
 project module its command imports, directly or through other project modules, at
 module level or inside a function; the modules named on the header's `exempt:` line
-change no output and are left out. Every listed code dependency must hold at least
+change no output and are left out (and so is what only they import). Every listed code dependency must hold at least
 one module the stage imports, so a stale entry shows up as well as a missing one.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,15 +53,19 @@ def _imports(path: Path) -> set[Path]:
     return found
 
 
-def imported_modules(entry: Path) -> set[Path]:
-    """Every project module reachable from `entry` by imports (entry included)."""
+def imported_modules(entry: Path, exempt: tuple[str, ...] = ()) -> set[Path]:
+    """Every project module reachable from `entry` by imports (entry included).
+
+    Imports are not followed out of an `exempt` module: what tracking uses serves tracking.
+    """
     seen, todo = set(), [entry]
     while todo:
         path = todo.pop()
         if path in seen:
             continue
         seen.add(path)
-        todo.extend(_imports(path) - seen)
+        if not any(_covers(e, path) for e in exempt):
+            todo.extend(_imports(path) - seen)
     return seen
 
 
@@ -94,7 +100,7 @@ def test_code_deps_are_exactly_the_imported_modules(name: str) -> None:
     deps = [d for d in stage.get("deps", []) if isinstance(d, str) and d.split("/")[0] in PACKAGES]
     used = {
         m
-        for m in imported_modules(_entry(stage["cmd"]))
+        for m in imported_modules(_entry(stage["cmd"]), tuple(EXEMPT))
         if not _is_empty_init(m) and not any(_covers(e, m) for e in EXEMPT)
     }
     missing = sorted(m.relative_to(ROOT).as_posix() for m in used if not any(_covers(d, m) for d in deps))
@@ -118,3 +124,109 @@ def test_the_checker_sees_function_level_and_from_imports(tmp_path: Path) -> Non
     assert any("synthetic" in m for m in download), download
     evaluate = {m.relative_to(ROOT).as_posix() for m in imported_modules(_entry(STAGES["evaluate"]["cmd"]))}
     assert "pipeline/metrics.py" in evaluate
+
+
+# ---- params: each stage lists exactly the keys its code reads --------------------------
+
+
+class ParamsReads:
+    """Records every params key read while it is installed, e.g. `train.lr`.
+
+    Reads are attribute accesses on a params section that return a value (not another
+    section). Not counted: validation (`__post_init__`, `_ranges`), resolving paths, and
+    `to_yaml_dict(params)` of the *whole* params (every artefact carries all params for
+    provenance, and MLflow logs them all: that is not depending on them).
+    """
+
+    SKIP_FRAMES = frozenset({"__post_init__", "_ranges", "_fail_unless", "resolve", "__repr__", "__eq__", "__hash__"})
+
+    def __init__(self, root_params: object) -> None:
+        self.root = root_params
+        self.prefix: dict[int, str] = {id(root_params): ""}
+        self.keys: set[str] = set()
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from pipeline.config import Section
+
+        recorder = self
+        original = object.__getattribute__
+
+        def spy(obj: object, name: str) -> object:
+            value = original(obj, name)
+            fields = original(obj, "__dataclass_fields__")
+            if name in fields and not recorder._skipped(sys._getframe(1)):
+                prefix = recorder.prefix.get(id(obj))
+                if prefix is not None:
+                    key = f"{prefix}.{name}" if prefix else name
+                    if isinstance(value, Section):
+                        recorder.prefix[id(value)] = key
+                    else:
+                        recorder.keys.add(key.replace(".lam", ".lambda"))
+            return value
+
+        for cls in _all_subclasses(Section):
+            monkeypatch.setattr(cls, "__getattribute__", spy)
+
+    def _skipped(self, frame: object) -> bool:
+        if frame.f_code.co_name in self.SKIP_FRAMES:
+            return True
+        while frame is not None:  # inside to_yaml_dict(<the whole params>)?
+            if frame.f_code.co_name == "to_yaml_dict" and frame.f_locals.get("obj") is self.root:
+                return True
+            frame = frame.f_back
+        return False
+
+    def take(self) -> set[str]:
+        keys, self.keys = self.keys, set()
+        return {k for k in keys if not k.startswith("paths.")}
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        out += [sub, *_all_subclasses(sub)]
+    return out
+
+
+def _check_params(name: str, read: set[str]) -> None:
+    listed = [p if isinstance(p, str) else next(iter(p)) for p in STAGES[name].get("params", [])]
+    missing = sorted(k for k in read if not any(k == e or k.startswith(e + ".") for e in listed))
+    assert not missing, f"stage '{name}' reads {missing}, which its dvc.yaml params do not list"
+    dead = [e for e in listed if not any(k == e or k.startswith(e + ".") for k in read)]
+    assert not dead, f"stage '{name}' lists params {dead} in dvc.yaml, which its code never reads"
+
+
+@pytest.mark.slow
+def test_stage_params_are_exactly_the_keys_the_stage_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import json
+
+    from tests.conftest import shrunk_params
+
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    params = shrunk_params(data={"synthetic": {"n_images": 16, "seed": 0, "test_fraction": 0.45}})
+    reads = ParamsReads(params)
+    reads.install(monkeypatch)
+    run = {n: importlib.import_module(f"stages.{n}").run for n in STAGES}
+    found: dict[str, set[str]] = {n: set() for n in STAGES}
+    # Synthetic source, then the real source on the files just written (a local path:
+    # hard-linked, so every key the download reads is exercised offline).
+    run["download"](params, tmp_path / "synthetic")
+    found["download"] |= reads.take()
+    raw = tmp_path / "synthetic" / params.paths.labeled
+    splits = str(raw.with_name("splits.mat"))
+    data = dataclasses.replace(params.data, source="nyudv2", url=str(raw), splits_url=splits, size=0, sha256="")
+    real = dataclasses.replace(params, data=dataclasses.replace(data, splits_sha256=""))
+    reads.root = real
+    reads.prefix = {id(real): ""}
+    for name in ("download", "preprocess", "train", "evaluate", "report"):
+        run[name](real, tmp_path)
+        found[name] |= reads.take()
+    # The report words some sections by source: read them on the synthetic wording too.
+    metrics = tmp_path / params.paths.metrics
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "source": "synthetic"}))
+    run["report"](real, tmp_path)
+    found["report"] |= reads.take()
+    for name in STAGES:
+        _check_params(name, found[name])

@@ -248,13 +248,8 @@ def test_baseline_median_and_its_sources(tmp_path):
     train = read_split(proc / "train.h5").depth
     exact = np.median(train[eval_mask(train, 1e-3, 10.0, "none")])
     assert abs(train_depth_median(proc / "train.h5", 1e-3, 10.0, batch_size=2) - exact) <= 5e-4
-    depth, source = constant_baseline({}, proc, 1e-3, 10.0)
+    depth, source = constant_baseline(proc, 1e-3, 10.0)
     assert abs(depth - exact) <= 5e-4 and "train.h5" in source
-    depth, source = constant_baseline({"train_depth_median": 2.5}, proc, 1e-3, 10.0)
-    assert depth == 2.5 and "checkpoint" in source
-    (proc / "train.h5").unlink()
-    depth, source = constant_baseline({}, proc, 1e-3, 10.0)
-    assert depth == 4.0 and "summary.json" in source  # (1 + 7) / 2 from the fixture's summary
 
     # The baseline is scored on the same protocol as the model.
     red = red_levels(3)

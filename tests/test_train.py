@@ -37,7 +37,7 @@ def _read_tsv(path: Path) -> list[dict[str, str]]:
 
 
 def _smooth_batch(b: int = 6, h: int = 48, w: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """rgb whose every channel is depth / 10, for a gentle depth ramp in 2..3 m.
+    """Rgb whose every channel is depth / 10, for a gentle depth ramp in 2..3 m.
 
     Gentle, so that nearest (depth) and bilinear (rgb) resampling differ by < 0.5%.
     """

@@ -19,7 +19,6 @@ import numpy as np
 
 from pipeline.errors import PipelineError
 
-SPLITS = ("train", "val", "test")
 _DATASETS = ("rgb", "depth", "raw_depth", "index", "scene", "scene_type")
 _STR = h5py.string_dtype("utf-8")
 

@@ -69,6 +69,7 @@ class PartFile:
         self.hasher, self.length = hashlib.sha256(), 0
 
     def hexdigest(self) -> str:
+        """The SHA-256 of everything written so far, as 64 hex digits."""
         return self.hasher.hexdigest()
 
 

@@ -123,7 +123,8 @@ class NyuLabeled:
 
         Args:
             i: 0-based frame index.
-            scene, scene_type: already-decoded strings (saves two reads when iterating).
+            scene: the already-decoded scene name (saves a read when iterating).
+            scene_type: the already-decoded scene type (likewise).
         """
         if not 0 <= i < self._n:
             raise IndexError(f"frame {i} out of range 0..{self._n - 1}")

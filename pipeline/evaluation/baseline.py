@@ -9,18 +9,16 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from pipeline.data.datasets import iter_split, read_summary
+from pipeline.data.datasets import iter_split
 from pipeline.errors import PipelineError
 from pipeline.metrics import eval_mask
 
 log = logging.getLogger(__name__)
 
 MEDIAN_STEP_M = 1e-3  # the streamed median is read off a 1 mm histogram: exact to 0.5 mm
-MEDIAN_META_KEY = "train_depth_median"  # checkpoint meta key (metres), if training stored it
 
 
 def train_depth_median(
@@ -33,7 +31,8 @@ def train_depth_median(
 
     Args:
         train_path: the processed `train.h5`.
-        min_depth, max_depth: the valid range (as `eval_mask`, no crop), metres.
+        min_depth: the valid range's lower end (as `eval_mask`, no crop), metres.
+        max_depth: the valid range's upper end, metres.
         step: histogram bin width, metres.
         batch_size: images read at a time.
 
@@ -57,27 +56,13 @@ def train_depth_median(
     return float((k.mean() + 0.5) * step)
 
 
-def constant_baseline(
-    meta: dict[str, Any], processed_dir: str | Path, min_depth: float, max_depth: float
-) -> tuple[float, str]:
-    """The baseline's depth and where it came from, best source first.
-
-    1. the checkpoint meta (`train_depth_median`), if training stored it;
-    2. the median of `train.h5`'s depth, streamed (`train_depth_median`);
-    3. the midpoint of `summary.json`'s depth_min and depth_max (a crude stand-in).
+def constant_baseline(processed_dir: str | Path, min_depth: float, max_depth: float) -> tuple[float, str]:
+    """The baseline's depth, the median training depth, and a one-line description of its source.
 
     Returns:
-        (depth in metres, clipped to [min_depth, max_depth]; a one-line description of the source).
+        (depth in metres, clipped to [min_depth, max_depth]; where it came from).
     """
-    stored = meta.get(MEDIAN_META_KEY)
     train_h5 = Path(processed_dir) / "train.h5"
-    if isinstance(stored, (int, float)) and math.isfinite(stored) and stored > 0:
-        depth, source = float(stored), f"checkpoint meta '{MEDIAN_META_KEY}' (median training depth)"
-    elif train_h5.is_file():
-        depth, source = train_depth_median(train_h5, min_depth, max_depth), f"median of {train_h5} depth"
-    else:
-        summary = read_summary(processed_dir)
-        depth = 0.5 * (float(summary["depth_min"]) + float(summary["depth_max"]))
-        source = "midpoint of summary.json depth_min and depth_max (train.h5 not found)"
-    log.info("constant baseline: %.3f m, from the %s", depth, source)
-    return float(np.clip(depth, min_depth, max_depth)), source
+    depth = train_depth_median(train_h5, min_depth, max_depth)
+    log.info("constant baseline: %.3f m, the median training depth", depth)
+    return float(np.clip(depth, min_depth, max_depth)), f"median of {train_h5} depth"

@@ -121,7 +121,7 @@ def run(params: Params, root: Path, device: str = "auto") -> dict[str, Any]:
     model, meta = load_model(paths.model, map_location=dev)
     train_hw = train_resolution(meta)
     processed, cfg = paths.processed_dir, params.eval
-    baseline = constant_baseline(meta, processed, cfg.min_depth, cfg.max_depth)
+    baseline = constant_baseline(processed, cfg.min_depth, cfg.max_depth)
     info = {"source": read_summary(processed).get("source"), "device": dev.type, "model_epoch": meta.get("epoch")}
     log.info("evaluating on %s: trained at %dx%d, gt=%s, crop=%s, flip_tta=%s", dev, *train_hw, cfg.gt, cfg.crop,
              cfg.flip_tta)  # fmt: skip

@@ -76,6 +76,7 @@ class Up(nn.Module):
         self.conv = DoubleConv(c_in + c_skip, c_out, norm, activation)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H/2, W/2) deeper features and the (B, C_skip, H, W) skip -> (B, C_out, H, W)."""
         # Upsample to the skip's exact size rather than by 2, so odd sizes (floored by
         # the max-pool) still line up instead of failing in torch.cat.
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)  # (B, C_in, H, W)

@@ -1,5 +1,8 @@
-"""The depth U-Net: an encoder whose multi-scale features can be tapped (e.g. by a pose
-network), a decoder with concatenated skips, and a bounded positive depth head."""
+"""The depth U-Net, built from `ModelParams`.
+
+An encoder whose multi-scale features can be tapped (e.g. by a pose network), a
+decoder with concatenated skips, and a bounded positive depth head.
+"""
 
 from __future__ import annotations
 
@@ -77,6 +80,7 @@ class DepthHead(nn.Module):
         nn.init.constant_(self.conv.bias, math.log(frac / (1 - frac)))  # logit: sigmoid(bias) = frac
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) decoder features -> (B, 1, H, W) metres in (0, max_depth), float32."""
         with torch.autocast(device_type=x.device.type, enabled=False):
             z = self.conv(x.float())  # (B, 1, H, W)
             frac = MIN_DEPTH_FRACTION + (1 - MIN_DEPTH_FRACTION) * torch.sigmoid(z)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Params, to_yaml_dict
+from pipeline.provenance import code_version
 
 UNKNOWN = "unknown"
 
@@ -38,22 +38,6 @@ class Provenance:
         }
 
 
-def git_commit(repo_root: Path) -> str:
-    """`git rev-parse HEAD`, marked when tracked files differ from it; 'unknown' outside git."""
-    try:
-        head = _git(repo_root, "rev-parse", "HEAD")
-        dirty = _git(repo_root, "status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError):
-        return UNKNOWN
-    return f"{head} (with uncommitted changes)" if dirty else head
-
-
-def _git(repo_root: Path, *args: str) -> str:
-    # A timeout because a report must never hang on a locked or network-mounted repo.
-    out = subprocess.run(["git", *args], cwd=repo_root, capture_output=True, text=True, timeout=10, check=True)
-    return out.stdout.strip()
-
-
 def collect_provenance(
     params: Params, repo_root: Path, metrics: dict[str, Any], run_id: str | None, now: dt.datetime | None = None
 ) -> Provenance:
@@ -70,7 +54,7 @@ def collect_provenance(
     return Provenance(
         source=str(metrics.get("source", params.data.source)),
         device=str(metrics.get("device") or UNKNOWN),
-        git_commit=git_commit(repo_root),
+        git_commit=str(code_version(repo_root)),
         # DVC sets DVC_EXP_NAME while running `dvc exp run`; a plain `dvc repro` is the workspace.
         dvc_experiment=os.environ.get("DVC_EXP_NAME") or "workspace",
         mlflow_run_id=run_id or "none (tracking disabled)",

@@ -27,6 +27,7 @@ SOURCE_NAMES = {"nyudv2": "NYU Depth V2", "synthetic": "synthetic NYUDv2-layout 
 
 
 def report_title(source: str) -> str:
+    """The report's title, naming the data source."""
     return f"Monocular depth estimation — {SOURCE_NAMES.get(source, source)}"
 
 
@@ -70,6 +71,7 @@ def _baseline_words(metrics: dict[str, Any]) -> str:
 
 
 def summary_section(metrics: dict[str, Any], params: Params) -> list[Block]:
+    """The headline: the model against the constant baseline, and the protocol in words."""
     base = metrics["baseline"]
     lead = (
         f"On {metrics['n_images']} test images the U-Net reaches **δ1 = {fmt(metrics['delta1'])}** and "
@@ -88,6 +90,7 @@ def summary_section(metrics: dict[str, Any], params: Params) -> list[Block]:
 
 
 def published_section(metrics: dict[str, Any], params: Params) -> list[Block]:
+    """Published NYUDv2 results beside ours, each with its data and protocol (real NYUDv2 only)."""
     blocks: list[Block] = [Heading("Published NYUDv2 results")]
     if not published.is_comparable(str(metrics["source"])):
         return blocks + [Paragraph(published.omitted_note(str(metrics["source"])))]
@@ -109,6 +112,7 @@ def published_section(metrics: dict[str, Any], params: Params) -> list[Block]:
 
 
 def training_section(inputs: ReportInputs) -> list[Block]:
+    """The training curves and the best validation epoch."""
     log = inputs.train_log
     val = log["val_abs_rel"]
     text = f"{len(log)} epochs."
@@ -120,6 +124,7 @@ def training_section(inputs: ReportInputs) -> list[Block]:
 
 
 def examples_section(inputs: ReportInputs, has_grid: bool) -> list[Block]:
+    """The qualitative grid of the kept test images (RGB, ground truth, prediction, error)."""
     blocks: list[Block] = [Heading("Examples")]
     if not has_grid:
         return blocks + [Paragraph("No test images were kept for examples (`eval.n_examples` is 0).")]
@@ -134,6 +139,7 @@ def examples_section(inputs: ReportInputs, has_grid: bool) -> list[Block]:
 
 
 def breakdown_sections(inputs: ReportInputs) -> list[Block]:
+    """Metrics by scene type and error by ground-truth depth."""
     scenes = [
         Heading("By scene type"),
         FigureRef(
@@ -154,6 +160,7 @@ def breakdown_sections(inputs: ReportInputs) -> list[Block]:
 
 
 def provenance_section(prov: Provenance) -> list[Block]:
+    """Where the report comes from: code, data, device, runs, and every param."""
     return [
         Heading("Provenance"),
         key_value_table(prov.facts(), "Where this report comes from."),

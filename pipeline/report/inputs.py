@@ -17,6 +17,7 @@ import pandas as pd
 from pipeline.config import PathsParams
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRIC_NAMES
+from pipeline.tracking import read_run_id
 
 PREDICTION_KEYS = ("index", "rgb", "gt", "pred", "scene", "scene_type")
 DEPTH_BIN_COLUMNS = ("depth_bin_lo", "depth_bin_hi", "n_pixels", "abs_rel", "rmse", "delta1")
@@ -98,15 +99,6 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
         shapes = {n: arrays[n].shape for n in ("rgb", "gt", "pred")}
         raise PipelineError(f"report: {path} has inconsistent shapes {shapes}; re-run 'evaluate'")
     return arrays
-
-
-def read_run_id(path: Path) -> str | None:
-    """The MLflow run id from mlflow_run.json (null when tracking was disabled)."""
-    obj = _read_json(path, "train")
-    if not isinstance(obj, dict) or "run_id" not in obj:
-        raise PipelineError(f"report: {path} lacks key 'run_id'; re-run 'train'")
-    run_id = obj["run_id"]
-    return str(run_id) if run_id else None
 
 
 def load_inputs(paths: PathsParams) -> ReportInputs:

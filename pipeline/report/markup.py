@@ -20,17 +20,23 @@ _NUMBER = re.compile(r"^[−+-]?[\d,]*\.?\d+%?$|^–$")
 
 @dataclass(frozen=True)
 class Heading:
+    """A section heading (level 2 = a section of the report)."""
+
     text: str
     level: int = 2
 
 
 @dataclass(frozen=True)
 class Paragraph:
+    """A paragraph of text with Markdown emphasis (`**bold**`, `code`)."""
+
     text: str
 
 
 @dataclass(frozen=True)
 class Bullets:
+    """A bulleted list."""
+
     items: tuple[str, ...]
 
 

@@ -57,6 +57,7 @@ def _chair(u: float, v: float, back_v: float, m: Material) -> list[Part]:
 
 
 def bed(rng: Rng) -> list[Part]:
+    """The boxes of a bed, sized and coloured at random within typical dimensions."""
     w, d = rng.uniform(1.0, 1.8), rng.uniform(1.9, 2.1)
     wood, duvet = _pick(rng, _WOODS, "wood", 0.08), _pick(rng, _FABRICS, "fabric")
     pillow = Material((0.92, 0.92, 0.90), "fabric")
@@ -69,17 +70,20 @@ def bed(rng: Rng) -> list[Part]:
 
 
 def cabinet(rng: Rng, w: tuple = (0.8, 1.6), h: tuple = (0.8, 2.1), d: float = 0.55) -> list[Part]:
+    """The boxes of a cabinet, sized and coloured at random within typical dimensions."""
     w_, h_ = rng.uniform(*w), rng.uniform(*h)
     m = _pick(rng, _WOODS + _PAINTS, "doors" if h_ > 1.2 else "drawers", 0.45 if h_ > 1.2 else 0.22)
     return [_p(0, 0, 0, w_, h_, d, m)]
 
 
 def bookshelf(rng: Rng) -> list[Part]:
+    """The boxes of a bookshelf, sized and coloured at random within typical dimensions."""
     w, h = rng.uniform(0.8, 1.2), rng.uniform(1.8, 2.1)
     return [_p(0, 0, 0, w, h, 0.32, _pick(rng, _WOODS + _PAINTS, "books", rng.uniform(0.3, 0.4)))]
 
 
 def desk(rng: Rng) -> list[Part]:
+    """The boxes of a desk, sized and coloured at random within typical dimensions."""
     w, d = rng.uniform(1.2, 1.6), rng.uniform(0.6, 0.75)
     parts = _table(w, d, 0.74, _pick(rng, _WOODS + _PAINTS, "wood", 0.1))
     if rng.random() < 0.7:  # a monitor on a stand
@@ -90,6 +94,7 @@ def desk(rng: Rng) -> list[Part]:
 
 
 def sofa(rng: Rng) -> list[Part]:
+    """The boxes of a sofa, sized and coloured at random within typical dimensions."""
     w, d = rng.uniform(1.8, 2.6), rng.uniform(0.85, 0.95)
     m = _pick(rng, _FABRICS, "fabric")
     return [
@@ -101,6 +106,7 @@ def sofa(rng: Rng) -> list[Part]:
 
 
 def tv_stand(rng: Rng) -> list[Part]:
+    """The boxes of a tv stand, sized and coloured at random within typical dimensions."""
     w = rng.uniform(1.2, 1.8)
     tw = rng.uniform(0.9, min(1.4, w))
     return [
@@ -110,6 +116,7 @@ def tv_stand(rng: Rng) -> list[Part]:
 
 
 def kitchen_counter(rng: Rng) -> list[Part]:
+    """The boxes of a kitchen counter, sized and coloured at random within typical dimensions."""
     w = rng.uniform(1.8, 3.0)
     body, top = _pick(rng, _WOODS + _PAINTS, "doors", 0.5), _pick(rng, ((0.2, 0.2, 0.2), (0.85, 0.85, 0.8)), "carpet")
     return [
@@ -120,12 +127,14 @@ def kitchen_counter(rng: Rng) -> list[Part]:
 
 
 def fridge(rng: Rng) -> list[Part]:
+    """The boxes of a fridge, sized and coloured at random within typical dimensions."""
     return [
         _p(0, 0, 0, 0.7, rng.uniform(1.7, 1.9), 0.7, _pick(rng, ((0.9, 0.9, 0.9), (0.6, 0.62, 0.64)), "doors", 1.2))
     ]
 
 
 def dining_set(rng: Rng) -> list[Part]:
+    """The boxes of a dining set, sized and coloured at random within typical dimensions."""
     w, d = rng.uniform(1.2, 1.8), rng.uniform(0.8, 1.0)
     wood = _pick(rng, _WOODS, "wood", 0.1)
     parts = _table(w, d, 0.75, wood)
@@ -135,10 +144,12 @@ def dining_set(rng: Rng) -> list[Part]:
 
 
 def coffee_table(rng: Rng) -> list[Part]:
+    """The boxes of a coffee table, sized and coloured at random within typical dimensions."""
     return _table(rng.uniform(0.9, 1.2), rng.uniform(0.5, 0.7), rng.uniform(0.4, 0.46), _pick(rng, _WOODS, "wood", 0.1))
 
 
 def office_chair(rng: Rng) -> list[Part]:
+    """The boxes of a office chair, sized and coloured at random within typical dimensions."""
     m = _pick(rng, ((0.1, 0.1, 0.12), (0.3, 0.32, 0.4)), "fabric")
     return [
         _p(0.2, 0, 0.2, 0.3, 0.45, 0.3, _DARK),
@@ -148,15 +159,18 @@ def office_chair(rng: Rng) -> list[Part]:
 
 
 def bathtub(rng: Rng) -> list[Part]:
+    """The boxes of a bathtub, sized and coloured at random within typical dimensions."""
     w = rng.uniform(1.5, 1.7)
     return [_p(0, 0, 0, w, 0.55, 0.75, _WHITE)]
 
 
 def toilet(rng: Rng) -> list[Part]:
+    """The boxes of a toilet, sized and coloured at random within typical dimensions."""
     return [_p(0, 0, 0.15, 0.4, 0.42, 0.7, _WHITE), _p(0, 0, 0, 0.4, 0.8, 0.2, _WHITE)]
 
 
 def sink(rng: Rng) -> list[Part]:
+    """The boxes of a sink, sized and coloured at random within typical dimensions."""
     w = rng.uniform(0.6, 1.0)
     return [
         _p(0, 0, 0, w, 0.82, 0.5, _pick(rng, _WOODS + _PAINTS, "doors", 0.5)),

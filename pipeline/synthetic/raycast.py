@@ -255,7 +255,7 @@ def _tone_map(radiance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _render(scene: SceneSpec, camera: CameraPose, stride: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """rgb (h, w, 3) uint8, capped depth (h, w), cosine of incidence (h, w) and no-IR mask (h, w)."""
+    """Rgb (h, w, 3) uint8, capped depth (h, w), cosine of incidence (h, w) and no-IR mask (h, w)."""
     origin = np.asarray(camera.position, np.float32)
     grid = camera_rays(camera, stride)  # (h, w, 3)
     shape = grid.shape[:2]

@@ -82,6 +82,7 @@ def planks(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int)
 
 
 def tiles(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) -> Arr:
+    """The tiles pattern: albedo (N, 3) from base colour `c` at surface coordinates (u, v); see `albedo`."""
     f = (
         0.92
         + 0.12 * hash01(np.floor(u / m.scale), np.floor(v / m.scale), seed)
@@ -101,10 +102,12 @@ def wall(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) -
 
 
 def paint(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) -> Arr:
+    """The paint pattern: albedo (N, 3) from base colour `c` at surface coordinates (u, v); see `albedo`."""
     return _tint(c, 0.93 + 0.07 * fbm(u / 0.8, v / 0.8, seed))
 
 
 def flat(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) -> Arr:
+    """The flat pattern: albedo (N, 3) from base colour `c` at surface coordinates (u, v); see `albedo`."""
     return _tint(c, 0.97 + 0.03 * value_noise(u / 0.05, v / 0.05, seed))
 
 
@@ -115,10 +118,12 @@ def wood(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) -
 
 
 def carpet(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) -> Arr:
+    """The carpet pattern: albedo (N, 3) from base colour `c` at surface coordinates (u, v); see `albedo`."""
     return _tint(c, 0.82 + 0.12 * fbm(u / 0.5, v / 0.5, seed) + 0.12 * value_noise(u / 0.008, v / 0.008, seed + 3))
 
 
 def fabric(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) -> Arr:
+    """The fabric pattern: albedo (N, 3) from base colour `c` at surface coordinates (u, v); see `albedo`."""
     weave = 0.04 * np.sin(u * 2 * np.pi / 0.01) * np.sin(v * 2 * np.pi / 0.01)
     return _tint(c, 0.85 + 0.15 * fbm(u / 0.25, v / 0.25, seed) + weave)
 
@@ -135,6 +140,7 @@ def doors(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) 
 
 
 def drawers(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) -> Arr:
+    """The drawers pattern: albedo (N, 3) from base colour `c` at surface coordinates (u, v); see `albedo`."""
     h = ev / max(1, round(ev / m.scale))
     out = wood(c, m, u, v, eu, ev, seed)
     out[_grooves(v, h, 0.006)] *= 0.35
@@ -165,6 +171,7 @@ def window(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int)
 
 
 def door(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) -> Arr:
+    """The door pattern: albedo (N, 3) from base colour `c` at surface coordinates (u, v); see `albedo`."""
     out = wood(c, m, u, v, eu, ev, seed) if c.mean() < 0.7 else paint(c, m, u, v, eu, ev, seed)
     frame = (u < 0.05) | (u > eu - 0.05) | (v > ev - 0.05)
     panel_edge = (np.abs(u - 0.15) < 0.008) | (np.abs(u - eu + 0.15) < 0.008)
@@ -176,6 +183,7 @@ def door(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) -
 
 
 def picture(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) -> Arr:
+    """The picture pattern: albedo (N, 3) from base colour `c` at surface coordinates (u, v); see `albedo`."""
     n = np.stack([fbm(u / m.scale, v / m.scale, seed + 10 * k) for k in range(3)], axis=1)
     out = np.clip(c[None, :] * (0.4 + 1.2 * n), 0, 1)
     out[(u < 0.03) | (u > eu - 0.03) | (v < 0.03) | (v > ev - 0.03)] = (0.12, 0.1, 0.08)
@@ -183,6 +191,7 @@ def picture(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int
 
 
 def rug(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) -> Arr:
+    """The rug pattern: albedo (N, 3) from base colour `c` at surface coordinates (u, v); see `albedo`."""
     out = carpet(c, m, u, v, eu, ev, seed)
     out[(np.floor(u / m.scale) + np.floor(v / m.scale)) % 2 == 0] *= 0.8
     border = (u < 0.1) | (u > eu - 0.1) | (v < 0.1) | (v > ev - 0.1)
@@ -191,6 +200,7 @@ def rug(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) ->
 
 
 def screen(c: Arr, m: Material, u: Arr, v: Arr, eu: float, ev: float, seed: int) -> Arr:
+    """The screen pattern: albedo (N, 3) from base colour `c` at surface coordinates (u, v); see `albedo`."""
     return _tint(c, 1.0 + 2.0 * np.clip(u / max(eu, 1e-3) - v / max(ev, 1e-3), 0, 1))  # a faint reflection
 
 

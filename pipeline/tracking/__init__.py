@@ -16,8 +16,8 @@ import os
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from pipeline.tracking.redact import redact_uri  # noqa: E402
-from pipeline.tracking.runs import resume_run, start_run
+from pipeline.tracking.runs import read_run_id, resume_run, start_run
 from pipeline.tracking.store import init_store, tracking_uri
 from pipeline.tracking.tracker import Tracker
 
-__all__ = ["Tracker", "init_store", "redact_uri", "resume_run", "start_run", "tracking_uri"]
+__all__ = ["Tracker", "init_store", "read_run_id", "redact_uri", "resume_run", "start_run", "tracking_uri"]

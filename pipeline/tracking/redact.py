@@ -2,9 +2,10 @@
 
 Credentials reach MLflow only through the environment (`MLFLOW_TRACKING_USERNAME` /
 `MLFLOW_TRACKING_PASSWORD`, `MLFLOW_TRACKING_TOKEN`), which mlflow reads itself. What
-we send or write (params, tags, the run-id file, warnings) passes through here first.
-The patterns err on the side of dropping: a param wrongly dropped costs a column in
-the UI, a secret wrongly logged is stored for good.
+we send or write passes through here first: a key that names a secret is dropped, and
+a URL (a tracking URI, a mirror in `data.url`) loses its `user:password@` and its
+secret-looking query parameters. Params are numbers, names, paths and URLs, so that is
+all there is to guard.
 """
 
 from __future__ import annotations
@@ -13,33 +14,17 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-# Key fragments that name a secret (matched anywhere in a dotted key, any case).
-_SECRET_KEY = re.compile(
-    r"passw|passwd|pwd|secret|token|api[_-]?key|credential|private[_-]?key|access[_-]?key|session[_-]?key|auth",
-    re.IGNORECASE,
-)
-# Values that are secrets whatever their key: a URL with user info (tokens are often the
-# user name, `https://<token>@host`), well-known token prefixes, bearer headers, PEM keys.
-_SECRET_VALUE = re.compile(
-    r"://[^/\s@]+@"
-    r"|^(ghp_|gho_|ghs_|github_pat_|glpat-|sk-|xox[abprs]-|AKIA|ASIA|dapi|hf_)"
-    r"|^bearer\s"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY",
-    re.IGNORECASE,
-)
+# Key fragments that name a secret (matched anywhere in a dotted key or query name, any case).
+_SECRET_KEY = re.compile(r"passw|pwd|secret|token|api[_-]?key|credential|private[_-]?key|access[_-]?key|auth", re.I)
 _USERINFO_IN_TEXT = re.compile(r"(://)[^/\s@]+@")
 _SECRET_ASSIGNMENT_IN_TEXT = re.compile(r"\b(\w*(?:passw|pwd|secret|token|api[_-]?key|auth)\w*)=([^&\s]+)", re.I)
 
 
-def is_secret(key: str, value: Any) -> bool:
-    """Whether a param or tag must not be recorded: its key or its value looks like a secret."""
-    return bool(_SECRET_KEY.search(key)) or (isinstance(value, str) and bool(_SECRET_VALUE.search(value.strip())))
-
-
-def drop_secrets(items: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Splits a flat mapping into what may be recorded and the keys that were dropped."""
-    kept = {k: v for k, v in items.items() if not is_secret(k, v)}
-    return kept, sorted(set(items) - set(kept))
+def safe_items(items: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """What may be recorded of a flat mapping (URLs redacted), and the secret-named keys left out."""
+    kept = {k: redact_uri(v) if isinstance(v, str) and "://" in v else v for k, v in items.items()}
+    dropped = sorted(k for k in kept if _SECRET_KEY.search(k))
+    return {k: v for k, v in kept.items() if k not in dropped}, dropped
 
 
 def redact_uri(uri: str) -> str:
@@ -55,8 +40,8 @@ def redact_uri(uri: str) -> str:
         uri = uri.replace(parts.netloc, parts.netloc.rsplit("@", 1)[-1], 1)
     if parts.query:
         pairs = parse_qsl(parts.query, keep_blank_values=True)
-        kept = urlencode([(k, v) for k, v in pairs if not is_secret(k, v)])
-        base, _, rest = uri.partition("?")
+        kept = urlencode([(k, v) for k, v in pairs if not _SECRET_KEY.search(k)])
+        base, _, _ = uri.partition("?")
         fragment = f"#{parts.fragment}" if parts.fragment else ""
         uri = f"{base}?{kept}{fragment}" if kept else f"{base}{fragment}"
     return uri

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Params
+from pipeline.errors import PipelineError
+from pipeline.provenance import code_version
+from pipeline.tracking.redact import safe_items
 from pipeline.tracking.store import open_store, resolve_root, tracking_uri, warn_unavailable
 from pipeline.tracking.tracker import Tracker
 
@@ -33,26 +35,14 @@ def default_run_name(params: Params) -> str:
     return f"{params.data.source}-{params.loss.name}-lam{params.loss.lam:g}-{stamp}"
 
 
-def git_commit(root: Path) -> str | None:
-    """The code version: DVC's experiment baseline if set, else `git rev-parse HEAD` in `root`."""
-    baseline = os.environ.get("DVC_EXP_BASELINE_REV", "").strip()
-    if baseline:
-        return baseline
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None  # not a git checkout (e.g. an exported copy): the tag is just left out
-    return out.stdout.strip() or None
-
-
 def run_tags(params: Params, root: Path) -> dict[str, str]:
     """Tags set when the run is created; train adds `device` later with `set_tags`."""
     import torch
 
+    version = code_version(root)
     tags = {
-        "mlflow.source.git.commit": git_commit(root),
+        "mlflow.source.git.commit": version.commit,
+        "git.dirty": str(version.dirty).lower(),
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME"),
         "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV"),
         "data.source": params.data.source,
@@ -64,9 +54,7 @@ def run_tags(params: Params, root: Path) -> dict[str, str]:
 
 def _new_run(client: MlflowClient, uri: str, experiment_id: str, params: Params, root: Path) -> Tracker:
     """Creates a run with its name and tags and logs every (non-secret) param."""
-    from pipeline.tracking.redact import drop_secrets
-
-    tags, _ = drop_secrets(run_tags(params, root))
+    tags, _ = safe_items(run_tags(params, root))
     run = client.create_run(experiment_id, tags=tags, run_name=default_run_name(params))
     tracker = Tracker(client, run.info.run_id, experiment_id, uri)
     tracker.log_params(params.to_flat_dict())
@@ -97,20 +85,22 @@ def start_run(params: Params, repo_root: str | Path | None = None) -> Tracker:
 
 
 def read_run_id(path: str | Path) -> str | None:
-    """The run id in a run-id file, or None (with a warning) if missing, unreadable or null."""
+    """The run id in a run-id file written by `Tracker.write_run_id`; None when tracking was off.
+
+    Raises:
+        PipelineError: the file is missing, unreadable or not a run-id file.
+    """
+    path = Path(path)
     try:
-        data: Any = json.loads(Path(path).read_text())
+        data: Any = json.loads(path.read_text())
     except FileNotFoundError:
-        log.warning("MLflow run-id file %s not found; starting a new MLflow run", path)
-        return None
+        raise PipelineError(f"MLflow run-id file {path} is missing; run the 'train' stage first") from None
     except (OSError, ValueError) as e:
-        log.warning("MLflow run-id file %s is unreadable (%s); starting a new MLflow run", path, e)
-        return None
-    run_id = data.get("run_id") if isinstance(data, dict) else None
-    if not isinstance(run_id, str) or not run_id:
-        log.warning("MLflow run-id file %s holds no run id; starting a new MLflow run", path)
-        return None
-    return run_id
+        raise PipelineError(f"MLflow run-id file {path} is unreadable ({e}); re-run 'train'") from None
+    if not isinstance(data, dict) or "run_id" not in data:
+        raise PipelineError(f"MLflow run-id file {path} lacks key 'run_id'; re-run 'train'")
+    run_id = data["run_id"]
+    return str(run_id) if run_id else None
 
 
 def _find_run(client: MlflowClient, run_id: str) -> Any:
@@ -144,7 +134,13 @@ def resume_run(params: Params, run_id_path: str | Path, repo_root: str | Path | 
     if not params.mlflow.enabled:
         return Tracker()
     root = resolve_root(repo_root)
-    run_id = read_run_id(run_id_path)
+    try:
+        run_id = read_run_id(run_id_path)
+        if run_id is None:
+            log.warning("MLflow run-id file %s holds no run id; starting a new MLflow run", run_id_path)
+    except PipelineError as e:
+        log.warning("%s; starting a new MLflow run", e)
+        run_id = None
     try:
         client, uri, experiment_id = open_store(params, root)
         run = _find_run(client, run_id) if run_id else None

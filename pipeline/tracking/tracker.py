@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.io import sha256_file, write_json_atomic
-from pipeline.tracking.redact import drop_secrets, redact_uri
+from pipeline.tracking.redact import redact_uri, safe_items
 from pipeline.tracking.store import warn_unavailable
 
 if TYPE_CHECKING:
@@ -115,16 +115,16 @@ class Tracker:
 
     @_never_raises
     def log_params(self, flat: dict[str, Any]) -> None:
-        """Logs params (dotted keys), skipping secret-looking ones and ones already logged.
+        """Logs params (dotted keys), skipping secret-named ones and ones already logged (URLs lose their credentials).
 
         MLflow params are immutable: a key already logged with another value (e.g. an
         `eval.*` param changed since train created the run) is skipped with a warning.
         """
         from mlflow.entities import Param
 
-        kept, dropped = drop_secrets(flat)
+        kept, dropped = safe_items(flat)
         if dropped:
-            log.warning("not logging %d secret-looking param(s) to MLflow: %s", len(dropped), ", ".join(dropped))
+            log.warning("not logging %d secret-named param(s) to MLflow: %s", len(dropped), ", ".join(dropped))
         values = {k: str(v)[:MAX_PARAM_CHARS] for k, v in kept.items()}
         existing = self._client.get_run(self._run_id).data.params
         changed = sorted(k for k, v in values.items() if k in existing and existing[k] != v)
@@ -165,12 +165,12 @@ class Tracker:
 
     @_never_raises
     def set_tags(self, tags: dict[str, Any]) -> None:
-        """Sets run tags (values as strings); secret-looking ones are dropped."""
+        """Sets run tags (values as strings); secret-named ones are dropped, URLs lose their credentials."""
         from mlflow.entities import RunTag
 
-        kept, dropped = drop_secrets(tags)
+        kept, dropped = safe_items(tags)
         if dropped:
-            log.warning("not setting %d secret-looking tag(s) in MLflow: %s", len(dropped), ", ".join(dropped))
+            log.warning("not setting %d secret-named tag(s) in MLflow: %s", len(dropped), ", ".join(dropped))
         items = [RunTag(k, str(v)[:MAX_TAG_CHARS]) for k, v in kept.items() if v is not None]
         self._log_batch(MAX_TAGS_PER_BATCH, tags=items)
 

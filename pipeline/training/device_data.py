@@ -120,6 +120,7 @@ def colour_matrices(u: torch.Tensor, cfg: AugmentConfig) -> tuple[torch.Tensor, 
 
     Args:
         u: (B, 11) uniforms; columns 4-10 are used.
+        cfg: the augmentation's ranges.
 
     Returns:
         A (B, 3, 3), the brightness b (B,) and the contrast c (B,); the offset needs

@@ -64,7 +64,9 @@ def optimise(tr: Trainer, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tenso
     """One forward, backward and optimiser step on a ready batch; returns the loss (on the device).
 
     Args:
-        rgb: (B, 3, H, W) in [0, 1]; depth: (B, 1, H, W) metres.
+        tr: the model, optimiser, schedule and loss.
+        rgb: (B, 3, H, W) in [0, 1].
+        depth: (B, 1, H, W) metres.
     """
     with tr.autocast():
         pred = tr.model(tr.layout(rgb))  # (B, 1, H, W) metres, float32
