@@ -82,7 +82,7 @@ class Section:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value, tp = getattr(self, f.name), hints[f.name]
             if dataclasses.is_dataclass(tp):
-                if not isinstance(value, tp):
+                if not isinstance(value, typing.cast(type, tp)):
                     raise ParamsError(f"params: '{self.key(f.name)}' must be a mapping of keys, got {value!r}")
                 continue
             ok, allowed = _type_ok(value, tp)
@@ -362,7 +362,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             kind = "key" if prefix else "section"
             raise ParamsError(f"params: unknown {kind} '{dotted(key)}'; allowed {kind}s: {allowed}")
         tp = hints[name]
-        kwargs[name] = _build(tp, value, dotted(key)) if dataclasses.is_dataclass(tp) else value
+        kwargs[name] = _build(typing.cast(type, tp), value, dotted(key)) if dataclasses.is_dataclass(tp) else value
     for name in fields:
         if name not in kwargs:
             kind = "key" if prefix else "section"
@@ -371,7 +371,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def section_from_dict(cls: type, raw: Any) -> Any:
+def section_from_dict(cls: type[Section], raw: Any) -> Any:
     """One section (e.g. `ModelParams` from a checkpoint's `model_config`), checked like params.yaml.
 
     Raises:

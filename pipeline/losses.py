@@ -15,7 +15,6 @@ import torch
 
 from pipeline.config import LossParams, ParamsError
 
-LOSS_NAMES = ("eigen", "l2", "l2_smooth")
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 

@@ -13,15 +13,17 @@ image, then averaged over images (not pooled over pixels).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import overload
 
 import numpy as np
 import torch
 
-from pipeline.config import ParamsError
+from pipeline.config import Crop, ParamsError, choices
 
 METRIC_NAMES = ("delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog")
 HIGHER_IS_BETTER = frozenset({"delta1", "delta2", "delta3"})
-CROPS = ("eigen", "none")
+CROPS = choices(Crop)
 
 # Eigen et al.'s crop of the 480x640 NYU frame, [top, bottom) x [left, right), as used by
 # BTS/AdaBins: it removes the white border left by the Kinect-to-RGB registration.
@@ -42,6 +44,10 @@ def eigen_crop_bounds(h: int, w: int) -> tuple[int, int, int, int]:
     return scale(top, h, 480), scale(bottom, h, 480), scale(left, w, 640), scale(right, w, 640)
 
 
+@overload
+def eval_mask(gt: torch.Tensor, min_depth: float, max_depth: float, crop: str) -> torch.Tensor: ...
+@overload
+def eval_mask(gt: np.ndarray, min_depth: float, max_depth: float, crop: str) -> np.ndarray: ...
 def eval_mask(
     gt: torch.Tensor | np.ndarray, min_depth: float, max_depth: float, crop: str
 ) -> torch.Tensor | np.ndarray:
@@ -58,15 +64,15 @@ def eval_mask(
     """
     if crop not in CROPS:
         raise ParamsError(f"params: 'eval.crop' is {crop!r}; allowed: {' | '.join(CROPS)}")
-    is_numpy = isinstance(gt, np.ndarray)
-    g = torch.from_numpy(np.ascontiguousarray(gt)) if is_numpy else gt  # flipped views have negative strides
+    # Flipped numpy views have negative strides, which torch.from_numpy refuses.
+    g = torch.from_numpy(np.ascontiguousarray(gt)) if isinstance(gt, np.ndarray) else gt
     mask = torch.isfinite(g) & (g > min_depth) & (g < max_depth)
     if crop == "eigen":
         top, bottom, left, right = eigen_crop_bounds(*g.shape[-2:])
         inside = torch.zeros(g.shape[-2:], dtype=torch.bool, device=g.device)  # (H, W)
         inside[top:bottom, left:right] = True
         mask = mask & inside
-    return mask.numpy() if is_numpy else mask
+    return mask.numpy() if isinstance(gt, np.ndarray) else mask
 
 
 def per_image_metrics_torch(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -153,7 +159,7 @@ def protocol_metrics_torch(
     return per_image_metrics_torch(clip_prediction(pred, min_depth, max_depth), gt, mask)
 
 
-def average_metrics(per_image: dict[str, torch.Tensor | np.ndarray]) -> dict[str, float]:
+def average_metrics(per_image: Mapping[str, torch.Tensor | np.ndarray]) -> dict[str, float]:
     """Mean over images of per-image metrics, skipping NaN (empty) images; NaN if all are."""
     out = {}
     for name, v in per_image.items():

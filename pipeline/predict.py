@@ -101,7 +101,7 @@ def predict_images(
     Raises:
         PipelineError: if the model or any input is unreadable (then nothing is written).
     """
-    paths = [Path(p) for p in paths]
+    images = [Path(p) for p in paths]
     if not Path(model_path).is_file():
         raise PipelineError(f"{model_path}: model file not found; train one (`dvc repro train`) or pass --model PATH")
     if max_depth is not None and not max_depth > 0:
@@ -109,9 +109,9 @@ def predict_images(
     model, meta = load_model(model_path, map_location=pick_device(device))
     train_hw = train_resolution(meta)
     max_depth = max_depth if max_depth is not None else float(meta["model_config"]["max_depth"])
-    check_inputs(paths)
+    check_inputs(images)
     written = []
-    for path in paths:
+    for path in images:
         depth = predict_batch(model, load_rgb(path)[None], train_hw, flip_tta)[0]  # (H, W) metres
         depth_png = Path(out_dir) / f"{path.stem}_depth.png"
         preview_png = Path(out_dir) / f"{path.stem}_depth_preview.png"

@@ -48,10 +48,10 @@ class SplitWriter:
         self._f = h5py.File(path, "w")
         self._f.attrs.update({"split": split, "height": height, "width": width, "source": source})
         # One image per chunk; an empty split (val_fraction 0) can't have chunks larger than itself.
-        img = (1, height, width) if n else None
+        img = (1, height, width)
         self._f.create_dataset("rgb", (n, height, width, 3), np.uint8, chunks=(*img, 3) if n else None)
-        self._f.create_dataset("depth", (n, height, width), np.float32, chunks=img)
-        self._f.create_dataset("raw_depth", (n, height, width), np.float32, chunks=img)
+        self._f.create_dataset("depth", (n, height, width), np.float32, chunks=img if n else None)
+        self._f.create_dataset("raw_depth", (n, height, width), np.float32, chunks=img if n else None)
         self._f.create_dataset("index", (n,), np.int32)
         self._f.create_dataset("scene", (n,), _STR)
         self._f.create_dataset("scene_type", (n,), _STR)

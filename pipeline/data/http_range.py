@@ -131,7 +131,7 @@ def _start(resp: http.client.HTTPResponse, part: PartFile, offset: int, size: in
             part.restart()
             raise TransientError(f"bad Content-Range {resp.headers.get('Content-Range')!r} for a resume at {offset}")
         # "bytes a-b/*": total unknown, but this response must still reach byte b.
-        total = int(match.group(2)) + 1 if match.group(3) == "*" else int(match.group(3))
+        total: int | None = int(match.group(2)) + 1 if match.group(3) == "*" else int(match.group(3))
     else:
         if offset:
             # Range ignored: the server sends the whole file, so drop what we had (hash too).

@@ -13,6 +13,7 @@ import logging
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -150,7 +151,7 @@ def preprocess(
                                           stats if split == "train" else None)  # fmt: skip
                 lo, hi = min(lo, s_lo), max(hi, s_hi)
             mean, std = stats.mean_std()
-            summary = {
+            summary: dict[str, Any] = {
                 "source": source,
                 "height": params.height,
                 "width": params.width,

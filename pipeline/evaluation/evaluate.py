@@ -56,7 +56,7 @@ def write_tables(result: EvalResult, paths: PathsParams) -> None:
             table.to_csv(tmp, index=False)
     # A file object, not a name: np.savez would append ".npz" to the temporary name.
     with atomic_path(paths.predictions) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, **result.examples)
+        np.savez_compressed(f, **result.examples)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
 
 
 def metrics_summary(

@@ -77,6 +77,7 @@ class DepthHead(nn.Module):
         init = min(INIT_DEPTH, max_depth / 2)
         frac = (init / max_depth - MIN_DEPTH_FRACTION) / (1 - MIN_DEPTH_FRACTION)
         nn.init.normal_(self.conv.weight, std=HEAD_INIT_STD)
+        assert self.conv.bias is not None
         nn.init.constant_(self.conv.bias, math.log(frac / (1 - frac)))  # logit: sigmoid(bias) = frac
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,6 +104,8 @@ class UNet(nn.Module):
     ) -> None:
         super().__init__()
         self.cfg = cfg
+        self.rgb_mean: torch.Tensor  # (1, 3, 1, 1), registered as buffers below
+        self.rgb_std: torch.Tensor
         # Buffers, so they travel in the state_dict: the checkpoint alone is enough to
         # normalise at inference, whatever dataset statistics training used.
         self.register_buffer("rgb_mean", torch.tensor(rgb_mean, dtype=torch.float32).view(1, 3, 1, 1))

@@ -140,7 +140,7 @@ def examples_section(inputs: ReportInputs, has_grid: bool) -> list[Block]:
 
 def breakdown_sections(inputs: ReportInputs) -> list[Block]:
     """Metrics by scene type and error by ground-truth depth."""
-    scenes = [
+    scenes: list[Block] = [
         Heading("By scene type"),
         FigureRef(
             SCENES,
@@ -151,7 +151,7 @@ def breakdown_sections(inputs: ReportInputs) -> list[Block]:
     ]
     df = inputs.error_by_depth
     bin_m = float(df["depth_bin_hi"].iloc[0] - df["depth_bin_lo"].iloc[0])
-    depth = [
+    depth: list[Block] = [
         Heading("Error by depth"),
         FigureRef(DEPTH, f"Error against ground-truth depth in {bin_m:g} m bins, and the valid pixels in each bin."),
         error_by_depth_table(inputs.error_by_depth),
@@ -161,11 +161,12 @@ def breakdown_sections(inputs: ReportInputs) -> list[Block]:
 
 def provenance_section(prov: Provenance) -> list[Block]:
     """Where the report comes from: code, data, device, runs, and every param."""
-    return [
+    blocks: list[Block] = [
         Heading("Provenance"),
         key_value_table(prov.facts(), "Where this report comes from."),
         params_table(prov.params),
     ]
+    return blocks
 
 
 def build_document(inputs: ReportInputs, params: Params, prov: Provenance, has_grid: bool) -> list[Block]:

@@ -51,7 +51,8 @@ def plan_scenes(n_images: int, seed: int) -> list[SceneSlot]:
     """
     max_count = min(MAX_FRAMES_PER_SCENE, max(1, n_images // 8))
     rng = _rng(seed, _PLAN)
-    slots, first = [], 0
+    slots: list[SceneSlot] = []
+    first = 0
     while first < n_images:
         count = min(int(rng.integers(1, max_count + 1)), n_images - first)
         slots.append(SceneSlot(len(slots), first, count))

@@ -72,7 +72,7 @@ def _inverse(dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return safe, 1.0 / safe
 
 
-def _in_cone(lo: tuple, hi: tuple, origin: np.ndarray, unit: np.ndarray) -> np.ndarray:
+def _in_cone(lo: tuple | np.ndarray, hi: tuple | np.ndarray, origin: np.ndarray, unit: np.ndarray) -> np.ndarray:
     """Indices of the unit rays (3, N) inside the cone from `origin` around the box's bounding sphere.
 
     A cheap cull (one dot product per ray) before the slab test: boxes cover a small part of the view.

@@ -23,7 +23,9 @@ class Material:
     scale: float = 0.2  # metres: the pattern's period (plank width, tile size, shelf height)
 
 
-def jitter_colour(rng: np.random.Generator, base: tuple[float, float, float], jitter: float = 0.06) -> tuple:
+def jitter_colour(
+    rng: np.random.Generator, base: tuple[float, float, float] | np.ndarray, jitter: float = 0.06
+) -> tuple:
     """`base` with random brightness (sd `jitter`) and a slighter random tint, kept in 0.03..0.97."""
     c = np.asarray(base) * (1 + rng.normal(0, jitter)) + rng.normal(0, jitter / 3, 3)
     return tuple(float(v) for v in np.clip(c, 0.03, 0.97))

@@ -144,7 +144,7 @@ def resume_run(params: Params, run_id_path: str | Path, repo_root: str | Path | 
     try:
         client, uri, experiment_id = open_store(params, root)
         run = _find_run(client, run_id) if run_id else None
-        if run is None:
+        if run is None or run_id is None:
             if run_id:
                 log.warning("MLflow run %s (from %s) is not in this store; starting a new run", run_id, run_id_path)
             return _new_run(client, uri, experiment_id, params, root)

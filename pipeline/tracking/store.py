@@ -92,7 +92,7 @@ def _init_lock(uri: str, timeout_s: float) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # Windows: no flock; parallel first use is then the user's to avoid
-        fcntl = None
+        fcntl = None  # type: ignore[assignment]
     if db is None or fcntl is None:
         yield
         return

@@ -103,6 +103,12 @@ class Tracker:
         return self._run_id
 
     @property
+    def _live(self) -> tuple[MlflowClient, str]:
+        """The client and run id of a live tracker (`_never_raises` only calls methods then)."""
+        assert self._client is not None and self._run_id is not None
+        return self._client, self._run_id
+
+    @property
     def active(self) -> bool:
         """Whether calls still reach MLflow (False once disabled or after a failure)."""
         return self._client is not None
@@ -111,7 +117,7 @@ class Tracker:
         """One `log_batch` request per `size` items of the single list in `batch`."""
         ((kind, items),) = batch.items()
         for i in range(0, len(items), size):
-            self._client.log_batch(self._run_id, **{kind: items[i : i + size]})
+            self._live[0].log_batch(self._live[1], **{kind: items[i : i + size]})  # type: ignore[arg-type]
 
     @_never_raises
     def log_params(self, flat: dict[str, Any]) -> None:
@@ -126,7 +132,7 @@ class Tracker:
         if dropped:
             log.warning("not logging %d secret-named param(s) to MLflow: %s", len(dropped), ", ".join(dropped))
         values = {k: str(v)[:MAX_PARAM_CHARS] for k, v in kept.items()}
-        existing = self._client.get_run(self._run_id).data.params
+        existing = self._live[0].get_run(self._live[1]).data.params
         changed = sorted(k for k, v in values.items() if k in existing and existing[k] != v)
         if changed:
             log.warning("MLflow params are immutable; keeping the run's first value of: %s", ", ".join(changed))
@@ -180,7 +186,7 @@ class Tracker:
         if not Path(path).is_file():
             log.warning("MLflow: artifact %s is not a file; not logged", path)
             return
-        self._client.log_artifact(self._run_id, str(path), artifact_path)
+        self._live[0].log_artifact(self._live[1], str(path), artifact_path)
 
     @_never_raises
     def log_artifacts(self, dir: str | Path, artifact_path: str | None = None) -> None:
@@ -188,7 +194,7 @@ class Tracker:
         if not Path(dir).is_dir():
             log.warning("MLflow: artifact folder %s does not exist; not logged", dir)
             return
-        self._client.log_artifacts(self._run_id, str(dir), artifact_path)
+        self._live[0].log_artifacts(self._live[1], str(dir), artifact_path)
 
     @_never_raises
     def log_model(self, model_path: str | Path) -> None:
@@ -197,12 +203,12 @@ class Tracker:
             log.warning("MLflow: model %s is not a file; not logged", model_path)
             return
         digest = sha256_file(model_path)
-        self._client.log_artifact(self._run_id, str(model_path), "model")
+        self._live[0].log_artifact(self._live[1], str(model_path), "model")
         with tempfile.TemporaryDirectory() as tmp:
             readme = Path(tmp) / "README.txt"
             readme.write_text(MODEL_README.format(name=Path(model_path).name, run_id=self._run_id, sha256=digest))
-            self._client.log_artifact(self._run_id, str(readme), "model")
-        self._client.set_tag(self._run_id, "model_sha256", digest)
+            self._live[0].log_artifact(self._live[1], str(readme), "model")
+        self._live[0].set_tag(self._live[1], "model_sha256", digest)
 
     def write_run_id(self, path: str | Path) -> None:
         """Writes `{"run_id", "experiment_id", "tracking_uri"}` JSON atomically (nulls when disabled).
@@ -227,7 +233,7 @@ class Tracker:
 
     @_never_raises
     def _end(self, status: str) -> None:
-        self._client.set_terminated(self._run_id, status)
+        self._live[0].set_terminated(self._live[1], status)
 
     def __enter__(self) -> Tracker:
         return self

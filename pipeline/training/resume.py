@@ -68,7 +68,8 @@ def fingerprint_hash(fingerprint: dict[str, Any]) -> str:
 
 def capture_rng(generators: dict[str, torch.Generator]) -> dict[str, Any]:
     """Every RNG state the run draws from, as plain types and tensors."""
-    py_state, np_state = random.getstate(), np.random.get_state()
+    py_state = random.getstate()
+    np_state: tuple[Any, ...] = np.random.get_state(legacy=True)  # type: ignore[assignment]  # legacy=True: a tuple
     state: dict[str, Any] = {
         "python": list(py_state[1]),
         "python_gauss": py_state[2],

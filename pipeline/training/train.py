@@ -138,13 +138,13 @@ def build_trainer(params: Params, summary: dict, device: torch.device, dist: Dis
     # support is patchier.
     channels_last = device.type in ("cuda", "cpu")
     if channels_last:
-        net = net.to(memory_format=torch.channels_last)
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
     optimizer = build_optimizer(net, tp, device)
     model: torch.nn.Module = net
     if dist.distributed:
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     if tp.compile and device.type == "cuda":
-        model = torch.compile(model)
+        model = torch.compile(model)  # type: ignore[assignment]  # an OptimizedModule
     elif tp.compile:
         log.info("train.compile ignored on %s (CUDA only)", device.type)
     amp = tp.amp and device.type == "cuda"
@@ -283,6 +283,7 @@ def _is_better(value: float, best: dict[str, Any] | None, metric: str) -> bool:
 
 def _save_best(r: Run, net: torch.nn.Module) -> None:
     best = r.state.best
+    assert best is not None
     extra = {
         "params": to_yaml_dict(r.params),
         "epoch": best["epoch"],
