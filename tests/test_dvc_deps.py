@@ -77,7 +77,11 @@ def _config() -> tuple[dict, list[str]]:
 
 
 def _is_empty_init(path: Path) -> bool:
-    return path.name == "__init__.py" and not path.read_text().strip()
+    """An __init__.py that holds nothing but a docstring runs no code."""
+    if path.name != "__init__.py":
+        return False
+    body = ast.parse(path.read_text()).body
+    return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
 
 
 def _covers(dep: str, path: Path) -> bool:

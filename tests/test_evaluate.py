@@ -23,17 +23,13 @@ from torch import nn
 from pipeline.config import EvalParams, load_params
 from pipeline.data.datasets import SplitWriter, read_split
 from pipeline.errors import PipelineError
-from pipeline.evaluation import (
-    BIN_COLUMNS,
-    constant_baseline,
-    depth_bin_edges,
-    evaluate_model,
-    example_positions,
-    predict_batch,
-    train_depth_median,
-)
+from pipeline.evaluation.baseline import constant_baseline, train_depth_median
+from pipeline.evaluation.depth_bins import depth_bin_edges
 from pipeline.evaluation.evaluate import per_scene_type
 from pipeline.evaluation.evaluate import run as evaluate
+from pipeline.evaluation.formats import BIN_COLUMNS
+from pipeline.evaluation.inference import predict_batch
+from pipeline.evaluation.protocol import evaluate_model, example_positions
 from pipeline.metrics import METRIC_NAMES, depth_metrics, eval_mask
 from pipeline.model import UNet, save_model
 from tests.conftest import model_params, shrunk_params, shrunk_raw, write_params

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.evaluation import predict_batch
+from pipeline.evaluation.inference import predict_batch
 from pipeline.model import UNet, load_model, save_model
 from pipeline.predict import colourise, depth_to_mm16, main
 from tests.conftest import model_params

@@ -1,25 +1,7 @@
-"""Evaluation on the standard NYUDv2 protocol: inference, the protocol loop, the baseline.
+"""Evaluation on the standard NYUDv2 protocol.
 
-`pipeline.evaluation.evaluate.evaluate(params)` is the stage's entry; `predict_batch` is the one
-inference path, shared with the `predict` CLI.
+The stage's core is `pipeline.evaluation.evaluate.run(params, root)`. Beside it:
+`inference` (the one inference path, shared with the `predict` CLI), `protocol` (the
+streamed test loop), `baseline` (the constant-depth baseline), `depth_bins` (error by
+depth) and `formats` (the output formats the report reads).
 """
-
-from pipeline.evaluation.baseline import constant_baseline, train_depth_median
-from pipeline.evaluation.depth_bins import BIN_COLUMNS, DepthBinAccumulator, depth_bin_edges
-from pipeline.evaluation.inference import predict_batch, predict_depth, train_resolution
-from pipeline.evaluation.protocol import EvalResult, evaluate_model, example_positions, protocol_gt
-
-__all__ = [
-    "BIN_COLUMNS",
-    "DepthBinAccumulator",
-    "EvalResult",
-    "constant_baseline",
-    "depth_bin_edges",
-    "evaluate_model",
-    "example_positions",
-    "predict_batch",
-    "predict_depth",
-    "protocol_gt",
-    "train_depth_median",
-    "train_resolution",
-]

@@ -11,7 +11,6 @@ import torch
 from pipeline.metrics import per_image_metrics_torch
 
 BIN_WIDTH_M = 0.5  # error_by_depth.csv: ground-truth depth bins of 0.5 m
-BIN_COLUMNS = ("depth_bin_lo", "depth_bin_hi", "n_pixels", "abs_rel", "rmse", "delta1")
 
 
 def depth_bin_edges(max_depth: float, width: float = BIN_WIDTH_M) -> np.ndarray:

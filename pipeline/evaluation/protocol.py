@@ -27,10 +27,9 @@ from pipeline.config import EvalParams
 from pipeline.data.datasets import SplitArrays, iter_split, split_length
 from pipeline.errors import PipelineError
 from pipeline.evaluation.depth_bins import DepthBinAccumulator
+from pipeline.evaluation.formats import EXAMPLE_KEYS
 from pipeline.evaluation.inference import predict_depth
 from pipeline.metrics import METRIC_NAMES, clip_prediction, count_nonfinite, eval_mask, protocol_metrics_torch
-
-EXAMPLE_KEYS = ("index", "rgb", "gt", "pred", "scene", "scene_type")
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,10 @@ import pandas as pd
 
 from pipeline.config import PathsParams
 from pipeline.errors import PipelineError
+from pipeline.evaluation.formats import BIN_COLUMNS, EXAMPLE_KEYS
 from pipeline.metrics import METRIC_NAMES
 from pipeline.tracking import read_run_id
 
-PREDICTION_KEYS = ("index", "rgb", "gt", "pred", "scene", "scene_type")
-DEPTH_BIN_COLUMNS = ("depth_bin_lo", "depth_bin_hi", "n_pixels", "abs_rel", "rmse", "delta1")
 # The resolution keys (`resolution` in the docs; evaluate writes `eval_resolution` and
 # `train_resolution`) are optional: the report words around a missing one.
 PROTOCOL_KEYS = ("gt", "crop", "flip_tta", "min_depth", "max_depth")
@@ -33,8 +32,8 @@ class ReportInputs:
     metrics: dict[str, Any]  # reports/metrics.json as written by evaluate
     per_image: pd.DataFrame  # index, scene, scene_type, METRIC_NAMES
     per_scene_type: pd.DataFrame  # scene_type, n_images, METRIC_NAMES
-    error_by_depth: pd.DataFrame  # DEPTH_BIN_COLUMNS
-    predictions: dict[str, np.ndarray]  # PREDICTION_KEYS; rgb (K, H, W, 3), gt/pred (K, H, W)
+    error_by_depth: pd.DataFrame  # BIN_COLUMNS
+    predictions: dict[str, np.ndarray]  # EXAMPLE_KEYS; rgb (K, H, W, 3), gt/pred (K, H, W)
     train_log: pd.DataFrame  # epoch, train_loss, val_loss, val_<metric>, lr, ...
     run_id: str | None  # MLflow run id, None when tracking was off
 
@@ -88,8 +87,8 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
     _require_file(path, "evaluate")
     try:
         with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in PREDICTION_KEYS if k not in z.files]
-            arrays = {k: z[k] for k in PREDICTION_KEYS if k in z.files}
+            missing = [k for k in EXAMPLE_KEYS if k not in z.files]
+            arrays = {k: z[k] for k in EXAMPLE_KEYS if k in z.files}
     except (OSError, ValueError) as e:
         raise PipelineError(f"report: {path} is not a readable .npz ({e}); re-run 'evaluate'") from None
     if missing:
@@ -108,7 +107,7 @@ def load_inputs(paths: PathsParams) -> ReportInputs:
         metrics=read_metrics(paths.metrics),
         per_image=_read_table(paths.per_image, "evaluate", ("index", "scene", "scene_type", *METRIC_NAMES)),
         per_scene_type=_read_table(paths.per_scene_type, "evaluate", ("scene_type", "n_images", *METRIC_NAMES)),
-        error_by_depth=_read_table(paths.error_by_depth, "evaluate", DEPTH_BIN_COLUMNS),
+        error_by_depth=_read_table(paths.error_by_depth, "evaluate", BIN_COLUMNS),
         predictions=read_predictions(paths.predictions),
         train_log=_read_table(paths.train_log, "train", ("epoch", "train_loss", "val_loss", *val_cols), sep="\t"),
         run_id=read_run_id(paths.run_id),
