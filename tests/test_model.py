@@ -200,3 +200,23 @@ def test_load_model_errors(tmp_path: Path) -> None:
     torch.save(ckpt, bad)
     with pytest.raises(PipelineError, match="bad.pt: weights do not fit"):
         load_model(bad)
+
+
+@pytest.mark.parametrize("hw", [(4, 6), (2, 2), (15, 20)])
+def test_deterministic_upsampling_equals_bilinear_interpolate(hw: tuple[int, int]) -> None:
+    # train.deterministic turns on torch.use_deterministic_algorithms, under which CUDA
+    # refuses interpolate's backward; the slice-based 2x path must be the same function.
+    from pipeline.model.blocks import upsample_to
+
+    h, w = hw
+    x = torch.randn(2, 3, h, w, dtype=torch.float64, requires_grad=True)
+    ref = torch.nn.functional.interpolate(x, size=(2 * h, 2 * w), mode="bilinear", align_corners=False)
+    (g_ref,) = torch.autograd.grad(ref.square().sum(), x)
+    torch.use_deterministic_algorithms(True)
+    try:
+        out = upsample_to(x, (2 * h, 2 * w))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    (g,) = torch.autograd.grad(out.square().sum(), x)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)

@@ -134,8 +134,11 @@ def run(params: Params, root: Path, device: str = "auto") -> dict[str, Any]:
         write_json_atomic(paths.metrics, metrics)
         _log_to_run(tracker, paths, metrics)
     if result.nonfinite_pixels:
-        log.warning("%d predicted test pixel(s) were NaN or infinite; scored as eval.min_depth (NaN, -inf) or "
-                    "eval.max_depth (+inf), as BTS does", result.nonfinite_pixels)  # fmt: skip
+        log.warning(
+            "%d predicted test pixel(s) were NaN or infinite; scored as eval.min_depth (NaN, -inf) or "
+            "eval.max_depth (+inf), as BTS does",
+            result.nonfinite_pixels,
+        )
     log.info("test (%d images): %s", metrics["n_images"], _brief(metrics))
     log.info("constant %.2f m baseline: %s", baseline[0], _brief(metrics["baseline"]))
     return metrics

@@ -64,6 +64,34 @@ class Down(nn.Sequential):
         super().__init__(nn.MaxPool2d(2), DoubleConv(c_in, c_out, norm, activation))
 
 
+def _upsample2x_rows(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Bilinear 2x upsampling along `dim` (align_corners=False, edges clamped) from slices.
+
+    Output 2i is 0.75 x[i] + 0.25 x[i-1] and 2i+1 is 0.75 x[i] + 0.25 x[i+1]: exactly
+    what `F.interpolate` computes, but built from slicing, concatenation and arithmetic,
+    whose backward passes are deterministic on CUDA (interpolate's accumulates with
+    atomics, so `torch.use_deterministic_algorithms(True)` refuses it).
+    """
+    n = x.shape[dim]
+    prev = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim)  # x[i-1], clamped
+    nxt = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim)  # x[i+1], clamped
+    pair = torch.stack([0.75 * x + 0.25 * prev, 0.75 * x + 0.25 * nxt], dim + 1)  # (..., n, 2, ...)
+    return pair.flatten(dim, dim + 1)  # (..., 2n, ...): even, odd, even, odd, ...
+
+
+def upsample_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling of (B, C, h, w) to `size`; deterministic when the factor is exactly 2.
+
+    Training sizes are divisible by 2**depth, so every decoder level is an exact 2x and
+    takes the slice-based path under `torch.use_deterministic_algorithms(True)`
+    (`train.deterministic`). Other sizes (inference on an odd image) use `F.interpolate`.
+    """
+    h, w = x.shape[-2:]
+    if torch.are_deterministic_algorithms_enabled() and tuple(size) == (2 * h, 2 * w) and h > 1 and w > 1:
+        return _upsample2x_rows(_upsample2x_rows(x, 2), 3)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
 class Up(nn.Module):
     """One decoder level: bilinear 2x upsampling, concatenation with the skip, double conv.
 
@@ -79,5 +107,5 @@ class Up(nn.Module):
         """(B, C_in, H/2, W/2) deeper features and the (B, C_skip, H, W) skip -> (B, C_out, H, W)."""
         # Upsample to the skip's exact size rather than by 2, so odd sizes (floored by
         # the max-pool) still line up instead of failing in torch.cat.
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)  # (B, C_in, H, W)
+        x = upsample_to(x, (skip.shape[-2], skip.shape[-1]))  # (B, C_in, H, W)
         return self.conv(torch.cat([x, skip], dim=1))  # (B, C_out, H, W)

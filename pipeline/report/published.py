@@ -134,8 +134,16 @@ def published_table(ours: dict[str, float], ours_training: str, ours_protocol: s
         One row per method: Method, Citation, Status, the metrics, Training data, Protocol,
         Test-time augmentation, Metrics averaged; our row first and bold.
     """
-    ours_row = PublishedResult("U-Net (this pipeline)", "–", "", ours, ours_training, ours_protocol,
-                               "flip TTA" if ours_tta else "none", PER_IMAGE)  # fmt: skip
+    ours_row = PublishedResult(
+        "U-Net (this pipeline)",
+        "–",
+        "",
+        ours,
+        ours_training,
+        ours_protocol,
+        "flip TTA" if ours_tta else "none",
+        PER_IMAGE,
+    )
     rows = [_row(ours_row, "measured here")] + [_row(r, NOT_REPRODUCED) for r in PUBLISHED]
     frame = pd.DataFrame(rows)
     caption = (

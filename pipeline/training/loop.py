@@ -163,8 +163,9 @@ def validate(tr: Trainer, data: DeviceSplit, batch_size: int, ctx: DistContext) 
         sums[2 + M : 2 + 2 * M] += ok.sum(1)
     s = all_reduce_(sums, ctx).tolist()
     if s[-1] and ctx.is_main:
-        log.warning("validation: %d predicted pixel(s) were NaN or infinite; scored as the depth range's ends",
-                    int(s[-1]))  # fmt: skip
+        log.warning(
+            "validation: %d predicted pixel(s) were NaN or infinite; scored as the depth range's ends", int(s[-1])
+        )
     out = {"val_loss": s[0] / s[1] if s[1] else float("nan")}
     for i, name in enumerate(METRIC_NAMES):
         out[f"val_{name}"] = s[2 + i] / s[2 + M + i] if s[2 + M + i] else float("nan")

@@ -191,8 +191,12 @@ def _start(r: Run) -> None:
     log.info(
         "device %s, world size %d: global batch %d (%d per rank); lr %g, not scaled with the global batch "
         "(adjust train.lr yourself when changing the number of ranks)",
-        r.trainer.device, world, tp.batch_size * world, tp.batch_size, tp.lr,
-    )  # fmt: skip
+        r.trainer.device,
+        world,
+        tp.batch_size * world,
+        tp.batch_size,
+        tp.lr,
+    )
     r.tracker.set_tags(
         {
             "device": str(r.trainer.device),
