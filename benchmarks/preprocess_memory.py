@@ -34,9 +34,9 @@ N_TEST = 654
 
 CHILD = """
 import sys
-from pipeline.config import PreprocessParams
+from pipeline.config import load_params
 from pipeline.data.preprocess import preprocess
-preprocess(sys.argv[1], sys.argv[2], sys.argv[3], PreprocessParams(), "synthetic")
+preprocess(sys.argv[1], sys.argv[2], sys.argv[3], load_params("params.yaml").preprocess, "synthetic")
 """
 
 
