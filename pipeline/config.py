@@ -63,8 +63,14 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, str]:
         return isinstance(value, str), "a string"
     if tp is Path:
         return isinstance(value, (str, Path)) and str(value) != "", "a path"
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        ok = isinstance(value, list) and all(_type_ok(v, item)[0] for v in value)
+        return ok, "a list of " + {str: "strings", int: "integers", float: "numbers"}.get(item, str(item))
     if origin in (typing.Union, types.UnionType):
-        return value is None or any(_type_ok(value, a)[0] for a in typing.get_args(tp)), str(tp)
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        ok = (value is None and len(options) < len(typing.get_args(tp))) or any(_type_ok(value, a)[0] for a in options)
+        return ok, " or ".join(_type_ok(None, a)[1] for a in options)
     raise TypeError(f"unsupported param type {tp}")
 
 
@@ -169,9 +175,10 @@ class DataParams(Section):
     KEY: ClassVar[str] = "data"
     source: Source
     """`nyudv2` downloads the labeled set; `synthetic` renders rooms offline in the same layout."""
-    url: str
-    """The labeled .mat: http(s)://, file:// or a local path (hard-linked, never downloaded again)."""
-    splits_url: str
+    url: str | list[str]
+    """The labeled .mat: one location or a list of mirrors tried in order, each http(s)://, file://
+    or a local path (hard-linked, never downloaded again); every one is checked against size and sha256."""
+    splits_url: str | list[str]
     size: int
     """Expected bytes of the labeled file; 0 = don't check."""
     sha256: str
@@ -181,7 +188,20 @@ class DataParams(Section):
     """Transient failures (connection, 5xx, truncation) retried with exponential backoff; never a 404."""
     synthetic: SyntheticParams
 
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """`url` as a tuple of mirrors, in the order they are tried."""
+        return (self.url,) if isinstance(self.url, str) else tuple(self.url)
+
+    @property
+    def splits_urls(self) -> tuple[str, ...]:
+        """`splits_url` as a tuple of mirrors, in the order they are tried."""
+        return (self.splits_url,) if isinstance(self.splits_url, str) else tuple(self.splits_url)
+
     def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        for name in ("url", "splits_url"):
+            v = getattr(self, name)
+            yield name, isinstance(v, str) or (len(v) > 0 and all(u.strip() for u in v)), "a non-empty list of URLs"
         for name in ("sha256", "splits_sha256"):
             v = getattr(self, name)
             yield name, v == "" or _is_sha256(v), "64 hex digits, or '' to skip verification"

@@ -101,6 +101,8 @@ def test_missing_key_or_section_names_it(key):
         ("data.sha256", "abc"),
         ("data.synthetic.n_images", 1),
         ("mlflow.experiment", " "),
+        ("data.url", []),
+        ("data.splits_url", ["http://ok.example/s.mat", " "]),
     ],
 )
 def test_out_of_range_values_name_key_and_allowed(key, value):
@@ -125,3 +127,12 @@ def test_unknown_section_and_bad_files(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_url_takes_one_location_or_a_list_of_mirrors():
+    one = params_from_dict(_set(RAW, "data.url", "/data/nyu.mat")).data
+    assert one.urls == ("/data/nyu.mat",)
+    mirrors = params_from_dict(_set(RAW, "data.url", ["http://a.example/x.mat", "/data/nyu.mat"])).data
+    assert mirrors.urls == ("http://a.example/x.mat", "/data/nyu.mat")
+    with pytest.raises(ParamsError, match=r"'data.url' is \[1, 2\]; allowed: a string or a list of strings"):
+        params_from_dict(_set(RAW, "data.url", [1, 2]))

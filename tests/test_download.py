@@ -17,7 +17,7 @@ import pytest
 
 import pipeline.data.http_range as http_range
 from pipeline.config import load_params, params_from_dict
-from pipeline.data.fetch import fetch
+from pipeline.data.fetch import fetch, fetch_from_mirrors
 from pipeline.errors import PipelineError
 from tests.conftest import repo_raw, write_params
 from tests.http_server import LocalHTTPServer, Switches
@@ -318,3 +318,72 @@ def test_stage_exits_nonzero_with_one_line_on_404(tmp_path: Path) -> None:
     assert len(errors) == 1 and "Traceback" not in proc.stderr
     assert "HTTP 404" in errors[0] and srv.url("/gone-splits.mat") in errors[0] and "make demo" in errors[0]
     assert not (tmp_path / "data" / "raw" / "splits.mat").exists()
+
+
+# ---- mirrors ---------------------------------------------------------------------------
+
+
+def test_mirrors_are_tried_in_order_and_the_log_says_why_each_failed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = f"http://127.0.0.1:{closed_port()}/labeled.mat"
+    wrong = LocalHTTPServer({"/labeled.mat": PAYLOAD[::-1]})  # another file: fails the checksum
+    with serve() as good, wrong:
+        urls = [good.url("/missing.mat"), dead, wrong.url("/labeled.mat"), good.url("/labeled.mat")]
+        with caplog.at_level(logging.INFO, logger="pipeline.data.fetch"):
+            fetch_from_mirrors(urls, tmp_path / "labeled.mat", sha256=SHA, size=len(PAYLOAD), retries=0, **FAST)
+    assert (tmp_path / "labeled.mat").read_bytes() == PAYLOAD
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    assert "mirror 1 of 4" in warnings[0] and "404" in warnings[0]
+    assert "mirror 2 of 4" in warnings[1] and "cannot connect" in warnings[1]
+    assert "mirror 3 of 4" in warnings[2] and "SHA-256" in warnings[2]
+    assert any("from mirror 4 of 4" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+
+
+def test_a_partial_download_resumes_from_the_next_mirror(tmp_path: Path) -> None:
+    k = 100_000
+    dest = tmp_path / "labeled.mat"
+    (tmp_path / "labeled.mat.part").write_bytes(PAYLOAD[:k])  # what a mirror that died delivered
+    with serve() as srv:
+        fetch_from_mirrors([srv.url("/gone.mat"), srv.url("/labeled.mat")], dest, sha256=SHA, retries=0, **FAST)
+    assert dest.read_bytes() == PAYLOAD
+    assert srv.requests[-1].range == f"bytes={k}-"  # only the remainder came from the second mirror
+
+
+def test_all_mirrors_failing_is_one_error_listing_each(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{closed_port()}/x"
+    with serve() as srv, pytest.raises(PipelineError) as e:
+        fetch_from_mirrors([srv.url("/nope"), dead], tmp_path / "f.mat", sha256=SHA, retries=0, **FAST)
+    msg = str(e.value)
+    assert "\n" not in msg and "all 2 mirrors failed" in msg and "[1]" in msg and "404" in msg
+    assert "[2]" in msg and "cannot connect" in msg and "data.url" in msg
+    assert not (tmp_path / "f.mat").exists()
+
+
+def test_mirror_credentials_never_reach_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with serve() as srv:
+        secret_url = srv.url("/nope").replace("http://", "http://bob:s3cret@")
+        with caplog.at_level(logging.INFO, logger="pipeline.data.fetch"):
+            fetch_from_mirrors([secret_url, srv.url("/labeled.mat")], tmp_path / "f.mat", sha256=SHA, retries=0, **FAST)
+    assert "s3cret" not in caplog.text and (tmp_path / "f.mat").read_bytes() == PAYLOAD
+
+
+def test_stage_takes_a_list_of_mirrors(tmp_path: Path) -> None:
+    from stages.download import run
+
+    splits = tmp_path / "src" / "splits.mat"
+    splits.parent.mkdir()
+    splits.write_bytes(b"splits")
+    with serve() as srv:
+        _write_params(
+            tmp_path,
+            url=[srv.url("/dead.mat"), srv.url("/labeled.mat")],
+            size=len(PAYLOAD),
+            sha256=SHA,
+            splits_url=[str(tmp_path / "nowhere.mat"), str(splits)],
+            splits_sha256=hashlib.sha256(b"splits").hexdigest(),
+        )
+        run(load_params(tmp_path / "params.yaml"), tmp_path)
+    paths = load_params(tmp_path / "params.yaml").paths.resolve(tmp_path)
+    assert paths.labeled.read_bytes() == PAYLOAD and paths.splits.read_bytes() == b"splits"

@@ -16,6 +16,7 @@ import os
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm import tqdm
@@ -81,6 +82,58 @@ def fetch(
             url, sha256, size, f"{what} while writing {e.filename or dest}", "free some space and run it again"
         ) from None
     return dest
+
+
+def fetch_from_mirrors(
+    urls: Sequence[str], dest: str | Path, sha256: str = "", size: int = 0, retries: int = 5, **kwargs: float
+) -> Path:
+    """`fetch` from the first mirror that delivers the verified file; the others are tried in order.
+
+    Every mirror is held to the same size and SHA-256, so any mirror is safe. A partial
+    download left by a failing mirror is resumed from the next one (same bytes, or the
+    checksum throws them away). The log says which mirror failed and why, and which
+    one was used.
+
+    Args:
+        urls: mirrors, in the order to try them (see `fetch` for the forms a URL takes).
+        dest: output path; nothing unverified is ever written there.
+        sha256: expected SHA-256 hex digest ("" = don't verify).
+        size: expected size in bytes (0 = don't check).
+        retries: `fetch`'s retries, per mirror.
+        **kwargs: `backoff_s`, `timeout_s` for `fetch`.
+
+    Raises:
+        PipelineError: every mirror failed; the message lists each one's reason.
+    """
+    dest = Path(dest)
+    if not urls:
+        raise PipelineError(f"download: no URL given for {dest} (params.yaml data.url / data.splits_url); {DEMO_HINT}")
+    failures: list[str] = []
+    for i, url in enumerate(urls, 1):
+        try:
+            fetch(url, dest, sha256, size, retries, **kwargs)
+        except PipelineError as e:
+            if len(urls) == 1:
+                raise
+            # "download <url>: <what> (<expected>); <todo>, <demo hint>" -> "<what> (<expected>)"
+            reason = str(e).removeprefix(f"download {url}: ").split("; ")[0]
+            log.warning("download: mirror %d of %d (%s) failed: %s", i, len(urls), _shown(url), reason)
+            failures.append(f"[{i}] {_shown(url)}: {reason}")
+            continue
+        if len(urls) > 1:
+            log.info("download: %s from mirror %d of %d (%s)", dest.name, i, len(urls), _shown(url))
+        return dest
+    raise PipelineError(
+        f"download {dest.name}: all {len(urls)} mirrors failed: {' | '.join(failures)}; "
+        f"add a mirror you can reach to params.yaml (data.url takes a list), {DEMO_HINT}"
+    )
+
+
+def _shown(url: str) -> str:
+    """A URL as logged: without credentials (a mirror may carry a token)."""
+    from pipeline.tracking.redact import redact_uri
+
+    return redact_uri(url)
 
 
 def _expected(sha256: str, size: int) -> str:
