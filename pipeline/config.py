@@ -29,6 +29,7 @@ LossName = Literal["eigen", "l2", "l2_smooth"]
 OptimizerName = Literal["adamw", "sgd"]
 Schedule = Literal["cosine", "constant"]
 DeviceName = Literal["auto", "cuda", "mps", "cpu"]
+AmpMode = Literal["auto", "bf16", "off"]
 BestMetric = Literal["abs_rel", "rmse", "delta1", "silog", "val_loss"]
 GroundTruth = Literal["raw", "filled"]
 Crop = Literal["eigen", "none"]
@@ -284,10 +285,11 @@ class TrainParams(Section):
     warmup_epochs: int
     weight_decay: float
     """AdamW's decoupled decay (lr * wd per step) or SGD's L2."""
-    amp: bool
-    """bf16 autocast on CUDA; float32 elsewhere."""
+    amp: AmpMode
+    """auto: bf16 autocast on CUDA, float32 elsewhere; bf16: bf16 autocast on any device (the
+    CPU included, so CI runs the mixed-precision path); off: float32. Metrics are always float32."""
     compile: bool
-    """torch.compile the model (CUDA only; the first epoch is slow)."""
+    """torch.compile the model (inductor; on the CPU with the machine's C compiler); the first epoch is slow."""
     device: DeviceName
     """auto picks CUDA, then MPS, then the CPU."""
     seed: int

@@ -21,7 +21,7 @@ from tests.train_helpers import assert_same_state, load_best_state, load_last, m
 
 pytestmark = pytest.mark.cuda
 
-ON_CUDA = {"device": "cuda", "amp": True}
+ON_CUDA = {"device": "cuda", "amp": "auto"}  # auto: bf16 autocast on CUDA
 
 
 def _finite_history(root: Path) -> list[dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import subprocess
@@ -261,3 +262,18 @@ def test_stage_end_to_end(tmp_path: Path) -> None:
     assert load_last(tmp_path)["epoch"] == 2
     run = yaml.safe_load((tmp_path / raw["paths"]["run_id"]).read_text())  # JSON is YAML
     assert run == {"run_id": None, "experiment_id": None, "tracking_uri": None}  # written even with MLflow off
+
+
+@pytest.mark.parametrize(
+    ("amp", "shown"), [("bf16", "bf16 autocast on cpu"), ("auto", "float32 on cpu"), ("off", "float32")]
+)
+def test_amp_modes_on_the_cpu_and_the_log_says_which_precision(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, amp: str, shown: str
+) -> None:
+    # train.amp: bf16 runs the mixed-precision path on the CPU, so CI executes what a GPU runs.
+    with caplog.at_level(logging.INFO, logger="pipeline.training"):
+        result = training.run(shrunk_params(train={"amp": amp}), make_root(tmp_path))
+    assert f"precision: {shown}" in caplog.text
+    rows = load_last(tmp_path)["history"]
+    assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_abs_rel"]) for r in rows)
+    assert all(isinstance(v, float) for v in result["best_val_metrics"].values())  # metrics in float32/64

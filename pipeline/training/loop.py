@@ -38,12 +38,12 @@ class Trainer:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loss_fn: LossFn
     device: torch.device
-    amp: bool  # bf16 autocast (CUDA only)
+    amp: bool  # bf16 autocast (train.amp resolved for the device)
     channels_last: bool
     protocol: EvalParams  # validation scores eval's crop and depth range, as the test does
 
     def autocast(self) -> torch.autocast:
-        """bf16 autocast on CUDA with `train.amp`; a no-op context otherwise."""
+        """bf16 autocast when `amp` (train.amp: bf16, or auto on CUDA); a no-op context otherwise."""
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     def layout(self, rgb: torch.Tensor) -> torch.Tensor:
@@ -85,7 +85,7 @@ class NonFiniteLossError(PipelineError):
 def _raise_non_finite(epoch: int, step: int, steps: int) -> None:
     raise NonFiniteLossError(
         f"train: the loss became NaN/inf at epoch {epoch}, step {step + 1} of {steps}; "
-        "lower train.lr (or set train.amp: false) and re-run"
+        "lower train.lr (or set train.amp: off) and re-run"
     )
 
 

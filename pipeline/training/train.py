@@ -143,13 +143,10 @@ def build_trainer(params: Params, summary: dict, device: torch.device, dist: Dis
     model: torch.nn.Module = net
     if dist.distributed:
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    if tp.compile and device.type == "cuda":
+    if tp.compile:
         model = torch.compile(model)  # type: ignore[assignment]  # an OptimizedModule
-    elif tp.compile:
-        log.info("train.compile ignored on %s (CUDA only)", device.type)
-    amp = tp.amp and device.type == "cuda"
-    if tp.amp and not amp:
-        log.info("train.amp ignored on %s: training in float32", device.type)
+    amp = tp.amp == "bf16" or (tp.amp == "auto" and device.type == "cuda")
+    log.info("precision: %s on %s (train.amp: %s)", "bf16 autocast" if amp else "float32", device.type, tp.amp)
     return Trainer(
         model=model,
         net=net,
