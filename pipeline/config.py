@@ -427,20 +427,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return params_from_dict(raw)
 
 
-def replace_params(params: Params, **dotted: Any) -> Params:
-    """A copy of `params` with dotted keys changed, validated again: `replace_params(p, **{"train.lr": 0.1})`."""
-    raw = to_yaml_dict(params)
-    for key, value in dotted.items():
-        node = raw
-        *parents, last = key.split(".")
-        for part in parents:
-            node = node[part]
-        if last not in node:
-            raise ParamsError(f"params: unknown key '{key}'")
-        node[last] = value
-    return params_from_dict(raw)
-
-
 def to_yaml_dict(obj: Any) -> Any:
     """A params dataclass as the nested dict params.yaml would hold (`lam` back to `lambda`, paths as str)."""
     if dataclasses.is_dataclass(obj):
