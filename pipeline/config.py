@@ -154,7 +154,7 @@ class SyntheticParams(Section):
 
     KEY: ClassVar[str] = "data.synthetic"
     n_images: int
-    """Frames to render; 1449 would match NYUDv2's size (~0.29 CPU-s per 640x480 frame)."""
+    """Frames to render; 1449 would match NYUDv2's size (the demo renders 160 in under a minute)."""
     seed: int
     """Scenes, cameras and the train/test split are a pure function of it."""
     test_fraction: float
