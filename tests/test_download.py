@@ -387,3 +387,20 @@ def test_stage_takes_a_list_of_mirrors(tmp_path: Path) -> None:
         run(load_params(tmp_path / "params.yaml"), tmp_path)
     paths = load_params(tmp_path / "params.yaml").paths.resolve(tmp_path)
     assert paths.labeled.read_bytes() == PAYLOAD and paths.splits.read_bytes() == b"splits"
+
+
+def test_an_existing_mismatching_file_is_hashed_once_not_per_mirror(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.data.fetch as fetch_mod
+
+    dest = tmp_path / "labeled.mat"
+    dest.write_bytes(PAYLOAD[::-1])  # right size, wrong bytes: only its hash can tell
+    hashed = []
+    original = fetch_mod.sha256_file
+    monkeypatch.setattr(fetch_mod, "sha256_file", lambda p: hashed.append(Path(p)) or original(p))
+    with serve() as srv:
+        urls = [srv.url("/a.mat"), srv.url("/b.mat"), srv.url("/labeled.mat")]
+        fetch_from_mirrors(urls, dest, sha256=SHA, size=len(PAYLOAD), retries=0, **FAST)
+    assert dest.read_bytes() == PAYLOAD
+    assert hashed == [dest]

@@ -62,13 +62,13 @@ def fetch(
         PipelineError: unreachable host, HTTP 4xx, checksum or size mismatch, retries
             exhausted, or a local file error such as a full disk.
     """
-    dest = Path(dest)
-    sha256 = sha256.lower()
+    return fetch_from_mirrors([url], dest, sha256, size, retries, backoff_s=backoff_s, timeout_s=timeout_s)
+
+
+def _fetch_one(url: str, dest: Path, sha256: str, size: int, retries: int, backoff_s: float, timeout_s: float) -> None:
+    """One location to `dest`, verified (the caller has checked that `dest` is not already good)."""
     if not url:
-        raise PipelineError(f"download: no URL given for {dest} (params.yaml data.url / data.splits_url); {DEMO_HINT}")
-    if _already_good(dest, sha256, size):
-        log.info("%s is already present and verified; skipping the download", dest)
-        return dest
+        raise PipelineError(f"download: empty URL in the mirror list for {dest}; remove it from params.yaml")
     dest.parent.mkdir(parents=True, exist_ok=True)
     src = _local_source(url)
     try:
@@ -81,11 +81,16 @@ def fetch(
         raise _error(
             url, sha256, size, f"{what} while writing {e.filename or dest}", "free some space and run it again"
         ) from None
-    return dest
 
 
 def fetch_from_mirrors(
-    urls: Sequence[str], dest: str | Path, sha256: str = "", size: int = 0, retries: int = 5, **kwargs: float
+    urls: Sequence[str],
+    dest: str | Path,
+    sha256: str = "",
+    size: int = 0,
+    retries: int = 5,
+    backoff_s: float = 1.0,
+    timeout_s: float = 60.0,
 ) -> Path:
     """`fetch` from the first mirror that delivers the verified file; the others are tried in order.
 
@@ -100,23 +105,28 @@ def fetch_from_mirrors(
         sha256: expected SHA-256 hex digest ("" = don't verify).
         size: expected size in bytes (0 = don't check).
         retries: `fetch`'s retries, per mirror.
-        **kwargs: `backoff_s`, `timeout_s` for `fetch`.
+        backoff_s: first wait between attempts, in seconds.
+        timeout_s: socket timeout for connecting and for each read.
 
     Raises:
-        PipelineError: every mirror failed; the message lists each one's reason.
+        PipelineError: every mirror failed; the message lists each one's reason (for
+            a single location, its own error as `fetch` raises it).
     """
-    dest = Path(dest)
-    if not urls:
+    dest, sha256, urls = Path(dest), sha256.lower(), list(urls)
+    if not any(urls):
         raise PipelineError(f"download: no URL given for {dest} (params.yaml data.url / data.splits_url); {DEMO_HINT}")
+    # Checked once, not per mirror: a mismatching 3 GB file would be hashed again for each.
+    if _already_good(dest, sha256, size):
+        log.info("%s is already present and verified; skipping the download", dest)
+        return dest
     failures: list[str] = []
     for i, url in enumerate(urls, 1):
         try:
-            fetch(url, dest, sha256, size, retries, **kwargs)
+            _fetch_one(url, dest, sha256, size, retries, backoff_s, timeout_s)
         except PipelineError as e:
             if len(urls) == 1:
                 raise
-            # "download <url>: <what> (<expected>); <todo>, <demo hint>" -> "<what> (<expected>)"
-            reason = str(e).removeprefix(f"download {url}: ").split("; ")[0]
+            reason = e.reason if isinstance(e, FetchError) else str(e)
             log.warning("download: mirror %d of %d (%s) failed: %s", i, len(urls), _shown(url), reason)
             failures.append(f"[{i}] {_shown(url)}: {reason}")
             continue
@@ -140,9 +150,18 @@ def _expected(sha256: str, size: int) -> str:
     return f"expected {f'{size} bytes' if size else 'any size'}, sha256 {sha256 or 'not pinned'}"
 
 
-def _error(url: str, sha256: str, size: int, what: str, todo: str) -> PipelineError:
+class FetchError(PipelineError):
+    """A location that did not deliver the file; `reason` is what went wrong and what was expected."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _error(url: str, sha256: str, size: int, what: str, todo: str) -> FetchError:
     """The one-line failure message: which URL, what went wrong, what was expected, what to do."""
-    return PipelineError(f"download {url}: {what} ({_expected(sha256, size)}); {todo}, {DEMO_HINT}")
+    reason = f"{what} ({_expected(sha256, size)})"
+    return FetchError(f"download {url}: {reason}; {todo}, {DEMO_HINT}", reason)
 
 
 def _mismatch(sha256: str, size: int, observed_sha: str, observed_size: int) -> str:
