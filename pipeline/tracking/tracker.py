@@ -116,8 +116,9 @@ class Tracker:
     def _log_batch(self, size: int, **batch: list) -> None:
         """One `log_batch` request per `size` items of the single list in `batch`."""
         ((kind, items),) = batch.items()
+        client, run_id = self._live
         for i in range(0, len(items), size):
-            self._live[0].log_batch(self._live[1], **{kind: items[i : i + size]})  # type: ignore[arg-type]
+            client.log_batch(run_id, **{kind: items[i : i + size]})  # type: ignore[arg-type]
 
     @_never_raises
     def log_params(self, flat: dict[str, Any]) -> None:
@@ -132,7 +133,8 @@ class Tracker:
         if dropped:
             log.warning("not logging %d secret-named param(s) to MLflow: %s", len(dropped), ", ".join(dropped))
         values = {k: str(v)[:MAX_PARAM_CHARS] for k, v in kept.items()}
-        existing = self._live[0].get_run(self._live[1]).data.params
+        client, run_id = self._live
+        existing = client.get_run(run_id).data.params
         changed = sorted(k for k, v in values.items() if k in existing and existing[k] != v)
         if changed:
             log.warning("MLflow params are immutable; keeping the run's first value of: %s", ", ".join(changed))
@@ -186,7 +188,8 @@ class Tracker:
         if not Path(path).is_file():
             log.warning("MLflow: artifact %s is not a file; not logged", path)
             return
-        self._live[0].log_artifact(self._live[1], str(path), artifact_path)
+        client, run_id = self._live
+        client.log_artifact(run_id, str(path), artifact_path)
 
     @_never_raises
     def log_artifacts(self, dir: str | Path, artifact_path: str | None = None) -> None:
@@ -194,7 +197,8 @@ class Tracker:
         if not Path(dir).is_dir():
             log.warning("MLflow: artifact folder %s does not exist; not logged", dir)
             return
-        self._live[0].log_artifacts(self._live[1], str(dir), artifact_path)
+        client, run_id = self._live
+        client.log_artifacts(run_id, str(dir), artifact_path)
 
     @_never_raises
     def log_model(self, model_path: str | Path) -> None:
@@ -202,13 +206,14 @@ class Tracker:
         if not Path(model_path).is_file():
             log.warning("MLflow: model %s is not a file; not logged", model_path)
             return
+        client, run_id = self._live
         digest = sha256_file(model_path)
-        self._live[0].log_artifact(self._live[1], str(model_path), "model")
+        client.log_artifact(run_id, str(model_path), "model")
         with tempfile.TemporaryDirectory() as tmp:
             readme = Path(tmp) / "README.txt"
-            readme.write_text(MODEL_README.format(name=Path(model_path).name, run_id=self._run_id, sha256=digest))
-            self._live[0].log_artifact(self._live[1], str(readme), "model")
-        self._live[0].set_tag(self._live[1], "model_sha256", digest)
+            readme.write_text(MODEL_README.format(name=Path(model_path).name, run_id=run_id, sha256=digest))
+            client.log_artifact(run_id, str(readme), "model")
+        client.set_tag(run_id, "model_sha256", digest)
 
     def write_run_id(self, path: str | Path) -> None:
         """Writes `{"run_id", "experiment_id", "tracking_uri"}` JSON atomically (nulls when disabled).
@@ -233,7 +238,8 @@ class Tracker:
 
     @_never_raises
     def _end(self, status: str) -> None:
-        self._live[0].set_terminated(self._live[1], status)
+        client, run_id = self._live
+        client.set_terminated(run_id, status)
 
     def __enter__(self) -> Tracker:
         return self
