@@ -131,9 +131,12 @@ def clip_prediction(pred: torch.Tensor, min_depth: float, max_depth: float) -> t
     return torch.nan_to_num(pred, nan=min_depth, posinf=max_depth, neginf=min_depth).clamp(min_depth, max_depth)
 
 
-def count_nonfinite(pred: torch.Tensor) -> int:
-    """How many pixels of a prediction are NaN or infinite (`clip_prediction` replaces them)."""
-    return int((~torch.isfinite(pred)).sum().item())
+def count_nonfinite(pred: torch.Tensor) -> torch.Tensor:
+    """How many pixels of a prediction are NaN or infinite (`clip_prediction` replaces them).
+
+    A 0-dim tensor on pred's device, so training validation can sum it without a host sync.
+    """
+    return (~torch.isfinite(pred)).sum()
 
 
 def protocol_metrics_torch(

@@ -175,5 +175,5 @@ def test_count_nonfinite() -> None:
     from pipeline.metrics import clip_prediction, count_nonfinite
 
     x = torch.tensor([1.0, float("nan"), float("inf"), -float("inf"), 20.0])
-    assert count_nonfinite(x) == 3
+    assert int(count_nonfinite(x)) == 3
     assert clip_prediction(x, 0.5, 10.0).tolist() == [1.0, 0.5, 10.0, 0.5, 10.0]

@@ -120,7 +120,7 @@ def evaluate_model(
         pred = predict_depth(model, batch.rgb, train_hw, cfg.flip_tta)  # (B, H, W) metres
         gt_np = protocol_gt(batch, cfg.gt)  # (B, H, W) metres
         gt = torch.from_numpy(gt_np).to(pred.device, _metric_dtype(pred.device))  # (B, H, W)
-        nonfinite += count_nonfinite(pred)
+        nonfinite += int(count_nonfinite(pred))
         pred = clip_prediction(pred.to(gt.dtype), cfg.min_depth, cfg.max_depth)
         const = torch.full_like(gt, baseline_depth)  # (B, H, W): the baseline, scored on the same pixels
         rows.append(_image_rows(batch, _score(pred, gt, cfg)))

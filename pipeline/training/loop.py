@@ -17,7 +17,7 @@ from tqdm import tqdm
 from pipeline.config import EvalParams
 from pipeline.errors import PipelineError
 from pipeline.losses import LossFn
-from pipeline.metrics import METRIC_NAMES, protocol_metrics_torch
+from pipeline.metrics import METRIC_NAMES, count_nonfinite, protocol_metrics_torch
 from pipeline.training.device_data import DeviceSplit, augment, gather_batch
 from pipeline.training.distributed import DistContext, all_reduce_
 
@@ -152,7 +152,7 @@ def validate(tr: Trainer, data: DeviceSplit, batch_size: int, ctx: DistContext) 
         with tr.autocast():
             pred = tr.net(tr.layout(rgb))  # (b, 1, H, W)
         loss = tr.loss_fn(pred, depth, rgb)
-        sums[-1] += (~torch.isfinite(pred)).sum()  # replaced by protocol_metrics_torch, as in evaluation
+        sums[-1] += count_nonfinite(pred)  # replaced by protocol_metrics_torch, as in evaluation
         p = tr.protocol
         per = protocol_metrics_torch(pred.float(), depth, p.min_depth, p.max_depth, crop=p.crop)
         vals = torch.stack([per[k] for k in METRIC_NAMES]).double()  # (M, b); NaN: no valid pixel
