@@ -86,7 +86,7 @@ def log_to_mlflow(params: Params, repo_root: str | Path, written: dict[str, Any]
     The report is the pipeline's last stage, so this is where the run is closed. Tracking
     never fails the stage (a disabled or unreachable store is a no-op).
     """
-    tracker = resume_run(params, Path(repo_root) / params.paths.run_id, repo_root)
+    tracker = resume_run(params, params.paths.resolve(repo_root).run_id, repo_root)
     try:
         # At the artifact root, beside metrics.json: report.md's relative figure links still work.
         tracker.log_artifact(written["report_html"])
