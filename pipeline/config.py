@@ -33,6 +33,7 @@ AmpMode = Literal["auto", "bf16", "off"]
 BestMetric = Literal["abs_rel", "rmse", "delta1", "silog", "val_loss"]
 GroundTruth = Literal["raw", "filled"]
 Crop = Literal["eigen", "none"]
+TrainData = Literal["auto", "device", "stream"]
 
 
 def choices(literal: Any) -> tuple[str, ...]:
@@ -301,6 +302,9 @@ class TrainParams(Section):
     """models/model.pt is the epoch best on this validation metric."""
     augment: bool
     """Flips, colour jitter and scale-and-crop, on the device."""
+    data: TrainData
+    """device: train/val copied to the device once; stream: batches read from the HDF5 files by a
+    DataLoader while training (bit-identical results); auto: device when they fit in half the free memory."""
 
     def _ranges(self) -> Iterator[tuple[str, bool, str]]:
         yield "epochs", self.epochs >= 1, "an integer >= 1"

@@ -14,7 +14,7 @@ import scipy.io
 
 from pipeline.config import PreprocessParams
 from pipeline.data import preprocess as pp
-from pipeline.data.datasets import SplitWriter, read_split, read_summary
+from pipeline.data.datasets import DEPTH_SCALE, SplitWriter, decode_depth, encode_depth, read_split, read_summary
 from pipeline.data.matlab import write_splits_mat
 from pipeline.errors import PipelineError
 from stages import preprocess as stage
@@ -24,6 +24,12 @@ from tests.nyu_fixtures import make_tiny_nyu, tiny_frame, tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = PreprocessParams(height=48, width=64, val_fraction=0.25, seed=0)
+MM = 5e-4  # depth is stored in whole millimetres: at most half of one off
+
+
+def stored(depth: np.ndarray) -> np.ndarray:
+    """Depth as the split files hold it (uint16 millimetres, read back as metres)."""
+    return decode_depth(encode_depth(depth, "test"), DEPTH_SCALE)
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +55,11 @@ def test_split_files(processed: tuple[Path, dict]) -> None:
         assert parts[s].rgb.shape[1:] == (48, 64, 3) and parts[s].depth.shape[1:] == (48, 64)
         assert (np.diff(parts[s].index) > 0).all()
     assert parts["test"].rgb.shape[1:] == (480, 640, 3) and parts["test"].raw_depth.shape[1:] == (480, 640)
-    for k, idx in enumerate(parts["test"].index):  # test is the raw frame, bit for bit and right way up
+    for k, idx in enumerate(parts["test"].index):  # test is the raw frame (depth to the mm), right way up
         want = tiny_frame(int(idx) - 1)
         np.testing.assert_array_equal(parts["test"].rgb[k], want.rgb)
-        np.testing.assert_array_equal(parts["test"].raw_depth[k], want.raw_depth)
+        np.testing.assert_allclose(parts["test"].raw_depth[k], want.raw_depth, rtol=0, atol=MM)
+        np.testing.assert_array_equal(parts["test"].raw_depth[k] == 0, want.raw_depth == 0)  # holes stay holes
         assert parts["test"].scene[k] == want.scene and parts["test"].scene_type[k] == want.scene_type
     assert not set(parts["train"].scene) & set(parts["val"].scene)  # scene-disjoint
     with h5py.File(out / "val.h5") as f:
@@ -67,8 +74,8 @@ def test_train_rows_are_resized_frames(processed: tuple[Path, dict]) -> None:
         src = tiny_frame(int(idx) - 1)
         assert train.rgb[k][0, 0].tolist() == [255, 255, 255]  # the top-left marker stays top-left
         assert train.rgb[k][24, 0, 0] < 16 and train.rgb[k][24, -1, 0] > 240  # red still rises to the right
-        assert np.isin(train.depth[k], src.depth).all()  # nearest: no invented depths
-        assert np.isin(train.raw_depth[k], src.raw_depth).all() and (train.raw_depth[k] == 0).any()
+        assert np.isin(train.depth[k], stored(src.depth)).all()  # nearest: no invented depths
+        assert np.isin(train.raw_depth[k], stored(src.raw_depth)).all() and (train.raw_depth[k] == 0).any()
 
 
 def test_summary(processed: tuple[Path, dict]) -> None:
@@ -84,7 +91,8 @@ def test_summary(processed: tuple[Path, dict]) -> None:
     np.testing.assert_allclose(summary["rgb_mean"], x.mean(0), rtol=1e-9)
     np.testing.assert_allclose(summary["rgb_std"], x.std(0), rtol=1e-6)
     all_depth = np.concatenate([p.depth.ravel() for p in parts.values()])
-    assert (summary["depth_min"], summary["depth_max"]) == (float(all_depth.min()), float(all_depth.max()))
+    assert summary["depth_min"] == pytest.approx(float(all_depth.min()), abs=MM)
+    assert summary["depth_max"] == pytest.approx(float(all_depth.max()), abs=MM)
 
 
 def test_deterministic_and_seeded(raw: tuple[Path, Path], processed: tuple[Path, dict], tmp_path: Path) -> None:

@@ -18,7 +18,9 @@ from pipeline.metrics import eval_mask
 
 log = logging.getLogger(__name__)
 
-MEDIAN_STEP_M = 1e-3  # the streamed median is read off a 1 mm histogram: exact to 0.5 mm
+# The streamed median is read off a histogram of 1 mm bins centred on whole millimetres:
+# exact for the split files' millimetre depths, within 0.5 mm for float depths.
+MEDIAN_STEP_M = 1e-3
 
 
 def train_depth_median(
@@ -27,7 +29,8 @@ def train_depth_median(
     """Median of the training split's (filled) depth over valid pixels, streamed.
 
     A histogram of `step`-wide bins is accumulated batch by batch, so memory holds one
-    batch, never the whole split; the median is the centre of the bin that holds it.
+    batch, never the whole split; the median is the centre of the bin that holds it
+    (bins are centred on multiples of `step`, the millimetres the split files store).
 
     Args:
         train_path: the processed `train.h5`.
@@ -42,7 +45,7 @@ def train_depth_median(
     counts = np.zeros(math.ceil(max_depth / step) + 1, np.int64)
     for batch in iter_split(train_path, batch_size):
         d = batch.depth[eval_mask(batch.depth, min_depth, max_depth, "none")]  # (P,) valid metres
-        counts += np.bincount((d / step).astype(np.int64), minlength=len(counts))
+        counts += np.bincount(np.rint(d / step).astype(np.int64), minlength=len(counts))
     total = int(counts.sum())
     if total == 0:
         raise PipelineError(
@@ -53,7 +56,7 @@ def train_depth_median(
     # np.median does: bin k holds pixel rank r (0-based) if cumsum[k] is the first > r.
     cum = np.cumsum(counts)
     k = np.searchsorted(cum, [(total - 1) // 2 + 1, total // 2 + 1])  # (2,) bin indices
-    return float((k.mean() + 0.5) * step)
+    return float(k.mean() * step)
 
 
 def constant_baseline(processed_dir: str | Path, min_depth: float, max_depth: float) -> tuple[float, str]:

@@ -1,15 +1,20 @@
-"""The training data held on the device, batched and augmented there.
+"""The training data on the device: a resident split, batched and augmented there.
 
-The processed train split is small (795 images at 240x320 is ~180 MB as uint8), so it
-is copied to the device once; every step then only gathers rows of a tensor already
+The processed train split of the labeled set is small (795 images at 240x320 is
+~180 MB as uint8), so by default (`train.data: device`, or `auto` when it fits) it is
+copied to the device once; every step then only gathers rows of a tensor already
 there and augments them with batched tensor ops. No loader, no host-device copy and
-no per-image Python in the step.
+no per-image Python in the step. Splits too large for that are streamed from disk
+instead (`pipeline.training.stream_data`), through the same `to_model_layout` and
+`as_unit_float`, so both paths feed the step bit-identical batches.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +24,31 @@ from pipeline.training.distributed import DistContext
 
 # ITU-R BT.601 luma weights, for contrast and saturation around the grey image.
 _LUMA = (0.299, 0.587, 0.114)
+
+
+class TrainingSplit(Protocol):
+    """A split the training loop draws batches from: on the device (`DeviceSplit`) or streamed."""
+
+    def __len__(self) -> int: ...
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """(H, W) of the images."""
+        ...
+
+    def batches(self, index_batches: Iterable[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """For each 1-D tensor of row indices: (rgb (B, 3, H, W) float in [0, 1], depth (B, 1, H, W) metres)."""
+        ...
+
+
+def to_model_layout(rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Host rows rgb (N, H, W, 3) uint8 and depth (N, H, W) metres -> (N, 3, H, W) uint8, (N, 1, H, W) float32."""
+    return rgb.permute(0, 3, 1, 2).contiguous(), depth.unsqueeze(1).float()
+
+
+def as_unit_float(rgb: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float32 in [0, 1]: the one conversion both data paths use."""
+    return rgb.float().div_(255.0)
 
 
 @dataclass(frozen=True)
@@ -36,11 +66,16 @@ class DeviceSplit:
         """(H, W) of the images."""
         return self.rgb.shape[-2], self.rgb.shape[-1]
 
+    def batches(self, index_batches: Iterable[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Gathers each batch of rows from the tensors already on the device."""
+        for idx in index_batches:
+            yield gather_batch(self, idx)
+
 
 def to_device_split(rgb: torch.Tensor, depth: torch.Tensor, device: torch.device) -> DeviceSplit:
     """From host tensors rgb (N, H, W, 3) uint8 and depth (N, H, W) metres."""
-    rgb = rgb.permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
-    return DeviceSplit(rgb=rgb.to(device), depth=depth.unsqueeze(1).float().to(device))
+    rgb, depth = to_model_layout(rgb, depth)
+    return DeviceSplit(rgb=rgb.to(device), depth=depth.to(device))
 
 
 def load_split_to_device(path: str | Path, device: torch.device) -> DeviceSplit:
@@ -65,8 +100,7 @@ def epoch_batches(n: int, batch_size: int, ctx: DistContext, gen: torch.Generato
 
 def gather_batch(split: DeviceSplit, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows `idx` as (rgb (B, 3, H, W) float in [0, 1], depth (B, 1, H, W) metres)."""
-    rgb = split.rgb.index_select(0, idx).float().div_(255.0)
-    return rgb, split.depth.index_select(0, idx)
+    return as_unit_float(split.rgb.index_select(0, idx)), split.depth.index_select(0, idx)
 
 
 @dataclass(frozen=True)

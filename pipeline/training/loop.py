@@ -1,4 +1,4 @@
-"""One training epoch and one validation pass, on data already on the device.
+"""One training epoch and one validation pass, on a resident or streamed split.
 
 Nothing in the step waits for the device: the loss is summed on the device and read
 back once every `SYNC_EVERY` steps (progress bar, non-finite check) and at the end.
@@ -18,7 +18,7 @@ from pipeline.config import EvalParams
 from pipeline.errors import PipelineError
 from pipeline.losses import LossFn
 from pipeline.metrics import METRIC_NAMES, count_nonfinite, protocol_metrics_torch
-from pipeline.training.device_data import DeviceSplit, augment, gather_batch
+from pipeline.training.device_data import TrainingSplit, augment
 from pipeline.training.distributed import DistContext, all_reduce_
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def _raise_non_finite(epoch: int, step: int, steps: int) -> None:
 
 
 def train_epoch(
-    tr: Trainer, data: DeviceSplit, batches: torch.Tensor, gen: torch.Generator, ctx: DistContext,
+    tr: Trainer, data: TrainingSplit, batches: torch.Tensor, gen: torch.Generator, ctx: DistContext,
     epoch: int, do_augment: bool = True,
 ) -> EpochStats:  # fmt: skip
     """Runs the optimiser over this rank's `batches` (steps, B) of `data`.
@@ -105,8 +105,7 @@ def train_epoch(
     first_bad = torch.full((), steps, device=dev, dtype=torch.long)  # `steps` = none yet
     bar = tqdm(total=steps, desc=f"epoch {epoch}", unit="step", leave=False, disable=not ctx.is_main)
     start = time.perf_counter()
-    for step in range(steps):
-        rgb, depth = gather_batch(data, batches[step])  # (B, 3, H, W), (B, 1, H, W)
+    for step, (rgb, depth) in enumerate(data.batches(batches)):  # (B, 3, H, W), (B, 1, H, W)
         if do_augment:
             rgb, depth = augment(rgb, depth, gen)
         loss = optimise(tr, rgb, depth)
@@ -131,7 +130,7 @@ def train_epoch(
 
 
 @torch.no_grad()
-def validate(tr: Trainer, data: DeviceSplit, batch_size: int, ctx: DistContext) -> dict[str, float]:
+def validate(tr: Trainer, data: TrainingSplit, batch_size: int, ctx: DistContext) -> dict[str, float]:
     """Validation loss and the nine metrics (per image, then averaged) on the whole split.
 
     Each rank scores every world_size-th image; sums are reduced over ranks. Metrics
@@ -147,8 +146,8 @@ def validate(tr: Trainer, data: DeviceSplit, batch_size: int, ctx: DistContext) 
     # loss*n, n, metric sums, metric counts, non-finite predicted pixels
     sums = torch.zeros(3 + 2 * M, device=tr.device, dtype=torch.float64)
     idx = torch.arange(ctx.rank, len(data), ctx.world_size, device=tr.device)
-    for chunk in idx.split(batch_size):
-        rgb, depth = gather_batch(data, chunk)  # (b, 3, H, W), (b, 1, H, W)
+    chunks = idx.split(batch_size)
+    for chunk, (rgb, depth) in zip(chunks, data.batches(chunks), strict=True):  # (b, 3, H, W), (b, 1, H, W)
         with tr.autocast():
             pred = tr.net(tr.layout(rgb))  # (b, 1, H, W)
         loss = tr.loss_fn(pred, depth, rgb)

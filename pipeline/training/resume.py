@@ -48,12 +48,14 @@ def training_fingerprint(params: Params, data_fingerprint: str = "") -> dict[str
     In: model, loss, train, the training resolution, the data source and the region
     validation scores (eval's crop and depth range, which pick the best epoch), plus a
     fingerprint of the processed data (so re-splitting the data never resumes an old
-    run). Out: paths, the rest of eval, and mlflow, which change no weight.
+    run). Out: paths, the rest of eval, mlflow and train.data, which change no weight.
     """
     return {
         "model": to_yaml_dict(params.model),
         "loss": to_yaml_dict(params.loss),
-        "train": to_yaml_dict(params.train),
+        # train.data only moves the data (resident or streamed, bit-identical batches):
+        # a run may resume with the other placement.
+        "train": {k: v for k, v in to_yaml_dict(params.train).items() if k != "data"},
         "preprocess": {"height": params.preprocess.height, "width": params.preprocess.width},
         # Validation scores the region evaluation scores: it decides which epoch is best.
         "eval": {"crop": params.eval.crop, "min_depth": params.eval.min_depth, "max_depth": params.eval.max_depth},

@@ -28,7 +28,7 @@ from pipeline.metrics import HIGHER_IS_BETTER
 from pipeline.model import UNet, check_input_size, save_model
 from pipeline.tracking import Tracker
 from pipeline.training import resume
-from pipeline.training.device_data import DeviceSplit, epoch_batches, load_split_to_device
+from pipeline.training.device_data import TrainingSplit, epoch_batches
 from pipeline.training.distributed import (
     DistContext,
     barrier,
@@ -39,6 +39,7 @@ from pipeline.training.distributed import (
 )
 from pipeline.training.loop import NonFiniteLossError, Trainer, train_epoch, validate
 from pipeline.training.optim import build_optimizer, build_scheduler
+from pipeline.training.placement import load_splits
 from pipeline.training.resume import RunState
 from pipeline.training.runlog import write_train_log
 from pipeline.training.seeding import configure_determinism, reseed_epoch, seed_everything
@@ -54,8 +55,9 @@ class Run:
     paths: PathsParams  # resolved against the run's root
     dist: DistContext
     trainer: Trainer
-    train_split: DeviceSplit
-    val_split: DeviceSplit
+    train_split: TrainingSplit  # resident on the device or streamed from disk (train.data)
+    val_split: TrainingSplit
+    data_mode: str  # "device" | "stream", what train.data resolved to
     gens: dict[str, torch.Generator]  # "shuffle", "augment": on the device, reseeded every epoch
     fingerprint: dict[str, Any]  # what makes a resume checkpoint this run's (resume.training_fingerprint)
     tracker: Tracker  # a no-op on ranks > 0 and with MLflow off
@@ -104,12 +106,14 @@ def train(params: Params, paths: PathsParams, tracker: Tracker) -> dict[str, Any
         shutdown_distributed()
 
 
-def _load_data(params: Params, paths: PathsParams, device: torch.device) -> tuple[DeviceSplit, DeviceSplit, dict]:
-    """Train and val splits on the device, checked against the params' resolution."""
+def _load_data(
+    params: Params, paths: PathsParams, device: torch.device, world_size: int
+) -> tuple[dict[str, TrainingSplit], str, dict]:
+    """Train and val splits (resident or streamed, per train.data), checked against the params' resolution."""
     summary = read_summary(paths.processed_dir)
     h, w = params.preprocess.height, params.preprocess.width
     check_input_size(params.model, h, w)
-    splits = {name: load_split_to_device(paths.processed_dir / f"{name}.h5", device) for name in ("train", "val")}
+    splits, mode = load_splits(params.train.data, paths.processed_dir, device, world_size)
     for name, split in splits.items():
         if split.hw != (h, w):
             raise PipelineError(
@@ -118,7 +122,7 @@ def _load_data(params: Params, paths: PathsParams, device: torch.device) -> tupl
             )
     if len(splits["val"]) == 0:
         raise PipelineError(f"{paths.processed_dir / 'val.h5'}: no images; raise preprocess.val_fraction and re-run")
-    return splits["train"], splits["val"], summary
+    return splits, mode, summary
 
 
 def build_trainer(params: Params, summary: dict, device: torch.device, dist: DistContext, steps: int) -> Trainer:
@@ -163,7 +167,8 @@ def build_trainer(params: Params, summary: dict, device: torch.device, dist: Dis
 def _setup(params: Params, paths: PathsParams, dist: DistContext, device: torch.device, tracker: Tracker) -> Run:
     """Data on the device, the trainer, and the state to start from (fresh or resumed)."""
     tp = params.train
-    train_split, val_split, summary = _load_data(params, paths, device)
+    splits, data_mode, summary = _load_data(params, paths, device, dist.world_size)
+    train_split = splits["train"]
     steps = len(train_split) // (tp.batch_size * dist.world_size)
     if steps == 0:
         raise PipelineError(
@@ -176,7 +181,7 @@ def _setup(params: Params, paths: PathsParams, dist: DistContext, device: torch.
     fingerprint = resume.training_fingerprint(params, sha256_file(paths.processed_dir / "summary.json"))
     ckpt = resume.load_resumable(paths.resume_checkpoint, fingerprint, tp.epochs)
     state = resume.restore(ckpt, trainer, gens) if ckpt else RunState()
-    r = Run(params, paths, dist, trainer, train_split, val_split, gens, fingerprint, tracker, state)
+    r = Run(params, paths, dist, trainer, train_split, splits["val"], data_mode, gens, fingerprint, tracker, state)
     if dist.is_main:
         _start(r)
     return r
@@ -199,6 +204,7 @@ def _start(r: Run) -> None:
             "device": str(r.trainer.device),
             "world_size": str(world),
             "global_batch": str(tp.batch_size * world),
+            "train_data": r.data_mode,
             "resumed_from_epoch": str(r.state.epoch),
         }
     )
