@@ -149,7 +149,7 @@ def build_trainer(params: Params, summary: dict, device: torch.device, dist: Dis
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     if tp.compile:
         model = torch.compile(model)  # type: ignore[assignment]  # an OptimizedModule
-    amp = tp.amp == "bf16" or (tp.amp == "auto" and device.type == "cuda")
+    amp = uses_bf16(tp.amp, device)
     log.info("precision: %s on %s (train.amp: %s)", "bf16 autocast" if amp else "float32", device.type, tp.amp)
     return Trainer(
         model=model,
@@ -162,6 +162,11 @@ def build_trainer(params: Params, summary: dict, device: torch.device, dist: Dis
         channels_last=channels_last,
         protocol=params.eval,
     )
+
+
+def uses_bf16(amp: str, device: torch.device) -> bool:
+    """Whether `train.amp` means bf16 autocast on `device`: bf16 anywhere, auto on CUDA only."""
+    return amp == "bf16" or (amp == "auto" and device.type == "cuda")
 
 
 def _setup(params: Params, paths: PathsParams, dist: DistContext, device: torch.device, tracker: Tracker) -> Run:
