@@ -19,7 +19,6 @@ from pipeline.export import main
 from pipeline.model import UNet, load_model, save_model
 from tests.conftest import model_params
 
-
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_HW = (32, 48)  # the test U-Net has depth 2: sizes must be multiples of 4
 
