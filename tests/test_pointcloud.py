@@ -43,8 +43,10 @@ def test_a_tilted_plane_comes_out_planar_where_it_really_is():
 
 
 def test_the_checks_can_fail():
-    """Range read as z-depth bends the plane (planarity fails); a wrong principal point keeps it planar
-    (x' is linear in x and z) but tilts it (the normal check fails).
+    """Misread depth bends the plane; wrong intrinsics tilt it.
+
+    Range read as z-depth bends the plane (planarity fails); a wrong principal point keeps
+    it planar (x' is linear in x and z) but tilts it (the normal check fails).
     """
     camera = NYU_KINECT.scaled(160, 120)
     normal = np.array([0.0, 0.6, -0.8])
@@ -96,8 +98,10 @@ def test_kinect_constants_are_the_renderers_and_scale_on_pixel_areas():
 
 @pytest.mark.parametrize("fit", ["pad", "crop"])
 def test_framing_gives_back_the_kinect_geometry_of_a_cut_or_widened_frame(fit):
-    """A Kinect frame cut to 480x360 (pad puts it back in a 480x640 frame) or widened to 480x800 with empty bands
-    (crop cuts it back) back-projects to exactly the Kinect frame's own 3-D points.
+    """A cut or widened Kinect frame back-projects to exactly the Kinect frame's own 3-D points.
+
+    Cut to 480x360, pad puts it back in a 480x640 frame; widened to 480x800 with empty
+    bands, crop cuts it back.
     """
     normal = np.array([0.3, 0.2, -0.9]) / np.linalg.norm([0.3, 0.2, -0.9])
     full = plane_depth(NYU_KINECT, normal, -1.5)  # (480, 640)

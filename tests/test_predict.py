@@ -1,6 +1,4 @@
-"""The `predict` CLI: 16-bit millimetre PNGs at each image's own size, previews, framing without distortion,
-point clouds, clean failures.
-"""
+"""The `predict` CLI: millimetre PNGs at each image's size, previews, undistorted framing, point clouds, failures."""
 
 from __future__ import annotations
 
