@@ -97,9 +97,15 @@ def _export(model: UNet, path: Path, sample_hw: tuple[int, int]) -> None:
         # The exporter's notice that it is deprecated upstream: the choice is made (module docstring).
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(
-            model, (x,), str(path), dynamo=False, input_names=[INPUT], output_names=[OUTPUT],
-            dynamic_axes={INPUT: AXES, OUTPUT: AXES}, opset_version=OPSET,
-        )  # fmt: skip
+            model,
+            (x,),
+            str(path),
+            dynamo=False,
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_axes={INPUT: AXES, OUTPUT: AXES},
+            opset_version=OPSET,
+        )
 
 
 def _describe(onnx: ModuleType, path: Path, model: UNet, meta: dict[str, Any]) -> None:
@@ -111,8 +117,8 @@ def _describe(onnx: ModuleType, path: Path, model: UNet, meta: dict[str, Any]) -
         f"Monocular depth (U-Net). Input '{INPUT}': float32 (N, 3, H, W) RGB in [0, 1], H and W multiples of {f}; "
         f"trained at {h}x{w}. Output '{OUTPUT}': float32 (N, 1, H, W) depth in metres, in (0, {model.cfg.max_depth})."
     )
-    info = {"train_height": h, "train_width": w, "size_multiple": f, "max_depth_m": model.cfg.max_depth,
-            "epoch": meta.get("epoch", "")}  # fmt: skip
+    info = {"train_height": h, "train_width": w, "size_multiple": f, "max_depth_m": model.cfg.max_depth}
+    info["epoch"] = meta.get("epoch", "")
     for key, value in info.items():
         proto.metadata_props.add(key=key, value=str(value))
     onnx.checker.check_model(proto)

@@ -101,7 +101,7 @@ class PredictOptions:
     intrinsics that `--ply` otherwise derives from each image's framing.
     """
 
-    device: str = "auto"
+    device: DeviceName = "auto"
     flip_tta: bool = False
     max_depth: float | None = None
     """The previews' colour range in metres; None: the model's output bound."""

@@ -76,8 +76,11 @@ class Chromium:
         with open(self._log, "wb") as log:
             self._proc = subprocess.Popen(
                 ["bash", "-c", f'exec "$@" 3<&{r} 4>&{w} {r}<&- {w}>&-', "chromium", *argv],
-                pass_fds=(r, w), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            )  # fmt: skip
+                pass_fds=(r, w),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
         os.close(r)
         os.close(w)
         self._sel = selectors.DefaultSelector()
@@ -160,8 +163,9 @@ class Chromium:
         page = PageLoad(Path(path).resolve().as_uri())
         self.call("Page.navigate", {"url": page.url}, session=session)
         self._wait_for("Page.loadEventFired", session)
-        images = self.call("Runtime.evaluate", {"expression": _IMAGES_JS, "awaitPromise": True, "returnByValue": True},
-                           session=session)  # fmt: skip
+        images = self.call(
+            "Runtime.evaluate", {"expression": _IMAGES_JS, "awaitPromise": True, "returnByValue": True}, session=session
+        )
         page.images = images["result"]["value"]
         while (msg := self._recv(SETTLE_S)) is not None:
             self._events.append(msg)

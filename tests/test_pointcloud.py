@@ -77,9 +77,8 @@ def test_ply_parses_back_with_count_coordinates_and_colours(tmp_path):
     write_ply(tmp_path / "c.ply", points, colours)
     header, v = read_ply(tmp_path / "c.ply")
     assert "element vertex 257" in header
-    assert [line.split()[-1] for line in header if line.startswith("property")] == [
-        "x", "y", "z", "red", "green", "blue",
-    ]  # fmt: skip
+    names = [line.split()[-1] for line in header if line.startswith("property")]
+    assert names == ["x", "y", "z", "red", "green", "blue"]
     np.testing.assert_array_equal(np.stack([v["x"], v["y"], v["z"]], 1), points)
     np.testing.assert_array_equal(np.stack([v["red"], v["green"], v["blue"]], 1), colours)
     assert [p.name for p in tmp_path.iterdir()] == ["c.ply"]  # written through a temporary, renamed
