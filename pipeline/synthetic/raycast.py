@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from pipeline.camera import NYU_KINECT
 from pipeline.data.matlab import HEIGHT, WIDTH
 from pipeline.synthetic.spec import CameraPose, SceneSpec
 from pipeline.synthetic.textures import albedo
 
-# NYUDv2 toolbox camera_params.m: RGB intrinsics of the Kinect.
-FX, FY, CX, CY = 518.8579, 519.4696, 325.5824, 253.7362
+# NYUDv2 toolbox camera_params.m: RGB intrinsics of the Kinect (declared once, in pipeline.camera).
+FX, FY, CX, CY = NYU_KINECT.fx, NYU_KINECT.fy, NYU_KINECT.cx, NYU_KINECT.cy
 MAX_DEPTH = 10.0  # metres: NYU's depth maps are capped here
 KINECT_MIN = 0.5  # metres: nearer than this the Kinect returns nothing
 KINECT_BASELINE_PX = FX * 0.075  # focal length x the 7.5 cm projector-camera baseline
