@@ -1,4 +1,4 @@
-"""U-Net building blocks: a double conv, one encoder level (down) and one decoder level (up)."""
+"""U-Net building blocks: a double conv, one encoder level (down) and one decoder level (up, with or without a skip)."""
 
 from __future__ import annotations
 
@@ -109,3 +109,19 @@ class Up(nn.Module):
         # the max-pool) still line up instead of failing in torch.cat.
         x = upsample_to(x, (skip.shape[-2], skip.shape[-1]))  # (B, C_in, H, W)
         return self.conv(torch.cat([x, skip], dim=1))  # (B, C_out, H, W)
+
+
+class UpNoSkip(nn.Module):
+    """A decoder level without a skip: bilinear 2x upsampling, then a double conv.
+
+    For backbones whose first feature map is at 1/2 or 1/4 of the input (ResNets, ConvNeXt):
+    these levels bring the decoder back to the input resolution.
+    """
+
+    def __init__(self, c_in: int, c_out: int, norm: str, activation: str) -> None:
+        super().__init__()
+        self.conv = DoubleConv(c_in, c_out, norm, activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, h, w) -> (B, C_out, 2h, 2w)."""
+        return self.conv(upsample_to(x, (2 * x.shape[-2], 2 * x.shape[-1])))

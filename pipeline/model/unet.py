@@ -148,3 +148,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Depth in metres, (B, 1, H, W), in (0, max_depth), float32 (even under autocast)."""
         return self.decode(self.encode(x))
+
+    def pretrained_encoder(self) -> nn.Module | None:
+        """None: the plain U-Net's encoder is always trained from scratch, at `train.lr`."""
+        return None
