@@ -93,7 +93,8 @@ def _unwrap(raw: Any) -> dict[str, torch.Tensor] | None:
     if not isinstance(raw, dict) or not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         return None
     prefix = "module."  # saved from a DistributedDataParallel wrapper
-    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in raw.items() if not _is_head(k)}
+    state = {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in raw.items()}
+    return {k: v for k, v in state.items() if not _is_head(k)}
 
 
 def _is_head(key: str) -> bool:
@@ -121,8 +122,13 @@ def _check_keys(state: dict[str, torch.Tensor], encoder: str, path: Path, what: 
     )
 
 
-def fetch_hub_weights(encoder: str) -> Path:
+def fetch_hub_weights(encoder: str, endpoint: str | None = None, cache_dir: Path | None = None) -> Path:
     """The path of timm's default ImageNet weights for `encoder`: from the local hub cache, or fetched.
+
+    Args:
+        encoder: a timm model name.
+        endpoint: the hub; None = huggingface_hub's (`HF_ENDPOINT`, else huggingface.co).
+        cache_dir: the hub cache; None = huggingface_hub's (`HF_HUB_CACHE`, ...).
 
     Raises:
         PipelineError: the hub cannot be reached within `HUB_DEADLINE_S`, or has no such file.
@@ -137,16 +143,20 @@ def fetch_hub_weights(encoder: str) -> Path:
     # timm's own order: safetensors first, the pickle-based file as a fallback.
     files = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
     for name in files:
-        cached = hub.try_to_load_from_cache(repo, name)
+        cached = hub.try_to_load_from_cache(repo, name, cache_dir=cache_dir)
         if isinstance(cached, str):
             return Path(cached)
-    endpoint = hub.constants.ENDPOINT
+    endpoint = endpoint or hub.constants.ENDPOINT
     reason = "not found"
     for name in files:
-        reason = _probe(functools.partial(hub.get_hf_file_metadata, hub.hf_hub_url(repo, name), timeout=HUB_TIMEOUT_S))
+        url = hub.hf_hub_url(repo, name, endpoint=endpoint)
+        reason = _probe(functools.partial(hub.get_hf_file_metadata, url, timeout=HUB_TIMEOUT_S))
         if reason == "":
             try:
-                return Path(hub.hf_hub_download(repo, name, etag_timeout=HUB_TIMEOUT_S))
+                path = hub.hf_hub_download(
+                    repo, name, endpoint=endpoint, cache_dir=cache_dir, etag_timeout=HUB_TIMEOUT_S
+                )
+                return Path(path)
             except Exception as e:  # any failure of the transfer: the same one-line way out
                 reason = _first_line(e)
         if reason != "not found":
