@@ -2,6 +2,7 @@
 
     python benchmarks/train_throughput.py                       # params.yaml model and batch, 240x320
     python benchmarks/train_throughput.py --base-channels 8 --batch-size 8 --repeats 3
+    python benchmarks/train_throughput.py --encoder resnet18    # a timm backbone (random init)
 
 Times the real epoch loop (`pipeline.training.loop.train_epoch`: gather from the device-
 resident split, augmentation, step, loss accumulation, progress bar) on a synthetic
@@ -45,6 +46,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, help="default: train.batch_size")
     ap.add_argument("--base-channels", type=int, help="default: model.base_channels")
     ap.add_argument("--depth", type=int, help="default: model.depth")
+    ap.add_argument("--encoder", help="unet or a timm backbone (random init); default: model.encoder")
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--images", type=int, default=64, help="synthetic training images (one epoch)")
@@ -103,8 +105,10 @@ def main() -> None:
     """Builds the model and a synthetic dataset, times both paths, prints the JSON line."""
     a = _args()
     params = load_params(a.params)
-    model = dataclasses.replace(params.model, **{k: v for k, v in
-                                (("base_channels", a.base_channels), ("depth", a.depth)) if v is not None})  # fmt: skip
+    # Random init: the timing needs no pretrained weights (build_trainer is given none).
+    model = dataclasses.replace(params.model, pretrained=False, weights=None, **{k: v for k, v in
+                                (("base_channels", a.base_channels), ("depth", a.depth), ("encoder", a.encoder))
+                                if v is not None})  # fmt: skip
     tp = dataclasses.replace(params.train, batch_size=a.batch_size or params.train.batch_size,
                              device=a.device or params.train.device)  # fmt: skip
     pre = dataclasses.replace(params.preprocess, height=a.height, width=a.width)
@@ -122,7 +126,7 @@ def main() -> None:
     tr = build_trainer(params, {"rgb_mean": [0.5] * 3, "rgb_std": [0.25] * 3}, device, DistContext(), steps)
     gen = torch.Generator(device=device).manual_seed(0)
     rgb, depth = augment(*gather_batch(data, torch.arange(tp.batch_size, device=device)), gen)
-    print(f"device {device}; model base_channels {model.base_channels} depth {model.depth}; "
+    print(f"device {device}; model encoder {model.encoder} base_channels {model.base_channels} depth {model.depth}; "
           f"{a.height}x{a.width}, batch {tp.batch_size}, {steps} steps/epoch; amp {tr.amp}", flush=True)  # fmt: skip
     # Warm-up of both paths: allocator, cuDNN autotuning, compilation, first-touch of the data.
     _time_bare(tr, rgb, depth, 2)
@@ -137,7 +141,7 @@ def main() -> None:
     if device.type == "cpu":
         cpu_ratio = max(v[1] for v in loop) / max(v[1] for v in bare)
         print(f"ratio by CPU time (robust to other jobs on a shared CPU): {cpu_ratio:.4f}")
-    result = {"device": str(device), "loop_images_per_s": round(best_loop, 3),
+    result = {"device": str(device), "encoder": model.encoder, "loop_images_per_s": round(best_loop, 3),
               "bare_images_per_s": round(best_bare, 3), "ratio": round(best_loop / best_bare, 4)}  # fmt: skip
     print(json.dumps(result))
 
