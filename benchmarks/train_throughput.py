@@ -3,6 +3,7 @@
     python benchmarks/train_throughput.py                       # params.yaml model and batch, 240x320
     python benchmarks/train_throughput.py --data stream         # the loop streaming from an HDF5 file
     python benchmarks/train_throughput.py --base-channels 8 --batch-size 8 --repeats 3
+    python benchmarks/train_throughput.py --encoder resnet18    # a timm backbone (random init)
 
 Times the real epoch loop (`pipeline.training.loop.train_epoch`: batches from the
 device-resident split, or streamed from a processed HDF5 file by the DataLoader with
@@ -43,6 +44,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, help="default: train.batch_size")
     ap.add_argument("--base-channels", type=int, help="default: model.base_channels")
     ap.add_argument("--depth", type=int, help="default: model.depth")
+    ap.add_argument("--encoder", help="unet or a timm backbone (random init); default: model.encoder")
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--steps", type=int, default=2, help="steps per timed epoch (and per bare repeat)")
@@ -68,7 +70,9 @@ def main() -> None:
     """Builds the model and a synthetic dataset, times both paths, prints the JSON line."""
     a = _args()
     params = load_params(a.params)
-    model = {k: v for k, v in (("base_channels", a.base_channels), ("depth", a.depth)) if v is not None}
+    # Random init: the timing needs no pretrained weights (build_trainer is given none).
+    model = {k: v for k, v in (("base_channels", a.base_channels), ("depth", a.depth), ("encoder", a.encoder))
+             if v is not None} | {"pretrained": False, "weights": None}  # fmt: skip
     batch = a.batch_size or params.train.batch_size
     train = {"batch_size": batch, "device": a.device or params.train.device}
     params = timing.with_overrides(params, model=model, train=train,
@@ -86,7 +90,8 @@ def main() -> None:
             _write_split(Path(tmp) / "train.h5", data)
             data = open_stream_split(Path(tmp) / "train.h5", device, world_size=1)
             print(f"streaming from an HDF5 file with {data.workers} loader worker(s)")  # type: ignore[attr-defined]
-        print(f"device {device}; model base_channels {params.model.base_channels} depth {params.model.depth}; "
+        m = params.model
+        print(f"device {device}; model encoder {m.encoder} base_channels {m.base_channels} depth {m.depth}; "
               f"{a.height}x{a.width}, batch {batch}, {a.steps} steps per repeat; amp {tr.amp}; data {a.data}",
               flush=True)  # fmt: skip
         gen = torch.Generator(device=device).manual_seed(0)
@@ -98,8 +103,14 @@ def main() -> None:
     if device.type == "cpu":
         print(f"ratio by CPU time (robust to other jobs on a shared CPU): {c.cpu_ratio:.4f}")
     print(f"per-repeat ratios: {np.round(c.ratios, 4).tolist()}; median {c.ratio:.4f}")
-    result = {"device": str(device), "data": a.data, "loop_images_per_s": round(c.loop_images_per_s, 3),
-              "bare_images_per_s": round(c.bare_images_per_s, 3), "ratio": round(c.ratio, 4)}  # fmt: skip
+    result = {
+        "device": str(device),
+        "encoder": params.model.encoder,
+        "data": a.data,
+        "loop_images_per_s": round(c.loop_images_per_s, 3),
+        "bare_images_per_s": round(c.bare_images_per_s, 3),
+        "ratio": round(c.ratio, 4),
+    }
     print(json.dumps(result))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Iterator
@@ -97,7 +98,7 @@ class Section:
             self._fail_unless(ok, f.name, allowed)
             if tp is float:
                 object.__setattr__(self, f.name, float(value))  # YAML `1` is an int
-            elif tp is Path:
+            elif tp is Path or (value is not None and tp == Path | None):
                 object.__setattr__(self, f.name, Path(value))
         for name, ok, allowed in self._ranges():
             self._fail_unless(ok, name, allowed)
@@ -230,15 +231,33 @@ class PreprocessParams(Section):
         yield "val_fraction", 0 <= self.val_fraction < 1, "a number in [0, 1)"
 
 
+UNET_ENCODER = "unet"
+# A timm model name, optionally with a weight tag (`resnet50.tv_in1k`); no `hf-hub:` ids, whose
+# weights timm would always fetch from the hub.
+_TIMM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+
+
 @dataclass(frozen=True)
 class ModelParams(Section):
     """The U-Net's architecture; stored in every checkpoint, which rebuilds the net from it."""
 
     KEY: ClassVar[str] = "model"
+    encoder: str
+    """`unet`: the plain U-Net's own encoder, trained from scratch (the default); or a timm backbone
+    with `features_only` support (resnet18/34/50, efficientnet_b0, convnext_tiny checked; a weight tag
+    such as `resnet50.tv_in1k` picks timm's copy of other weights) under the same U-Net decoder."""
+    pretrained: bool
+    """Start a backbone from ImageNet weights: from the Hugging Face hub through timm, or from
+    `weights` when set. Only for a backbone: the plain U-Net has no pretrained weights."""
+    weights: Path | None
+    """A local timm/torchvision state dict of the backbone (for machines without network access),
+    absolute or relative to the repository root; null = fetch through timm. Needs `pretrained: true`."""
     base_channels: int
-    """Channels at full resolution, doubled at every level."""
+    """Channels at full resolution, doubled at every level; with a backbone, the decoder's width at
+    1/r of the input is base_channels * r, as in the plain U-Net."""
     depth: int
-    """Down/up levels; height and width must be divisible by 2**depth (240x320 -> 15x20 at depth 4)."""
+    """Down/up levels; height and width must be divisible by 2**depth (240x320 -> 15x20 at depth 4).
+    The plain U-Net only: a backbone brings its own levels."""
     norm: Norm
     activation: Activation
     dropout: float
@@ -247,6 +266,10 @@ class ModelParams(Section):
     """Metres; the head predicts max_depth * sigmoid(z), so depth is never 0 nor beyond the sensor."""
 
     def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        backbone = self.encoder != UNET_ENCODER
+        yield "encoder", bool(_TIMM_NAME.fullmatch(self.encoder)), "unet or a timm model name (e.g. resnet34)"
+        yield "pretrained", backbone or not self.pretrained, "false for encoder unet (pick a backbone, e.g. resnet34)"
+        yield "weights", self.weights is None or self.pretrained, "null unless model.pretrained is true"
         yield "base_channels", 1 <= self.base_channels <= 512, "an integer in 1..512"
         yield "depth", 1 <= self.depth <= 7, "an integer in 1..7"
         yield "dropout", 0 <= self.dropout < 1, "a number in [0, 1)"
@@ -280,6 +303,10 @@ class TrainParams(Section):
     """Per process; under torchrun the global batch is batch_size x world size (lr is not rescaled)."""
     lr: float
     """Peak learning rate, reached after the warm-up."""
+    encoder_lr_mult: float
+    """A pretrained backbone trains at lr * encoder_lr_mult (the decoder and head at lr): 0.1, as
+    AdaBins does, so the first steps of a random decoder do not wash out the ImageNet features.
+    Ignored for the plain U-Net and for a randomly initialised backbone (model.pretrained: false)."""
     optimizer: OptimizerName
     schedule: Schedule
     """cosine decays to 0 after the warm-up; constant keeps the peak."""
@@ -310,6 +337,7 @@ class TrainParams(Section):
         yield "epochs", self.epochs >= 1, "an integer >= 1"
         yield "batch_size", self.batch_size >= 1, "an integer >= 1"
         yield "lr", 0 < self.lr < 10, "a number in (0, 10)"
+        yield "encoder_lr_mult", 0 < self.encoder_lr_mult <= 1, "a number in (0, 1]"
         yield "warmup_epochs", self.warmup_epochs >= 0, "an integer >= 0"
         yield "weight_decay", self.weight_decay >= 0, "a number >= 0"
         yield "val_every", self.val_every >= 1, "an integer >= 1"

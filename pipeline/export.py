@@ -5,7 +5,9 @@
 The ONNX graph is the network itself: input `rgb`, float32 (N, 3, H, W) RGB in [0, 1]
 (the normalisation is inside, from the checkpoint); output `depth`, float32
 (N, 1, H, W) metres. Batch, height and width are dynamic: any H and W that are
-multiples of 2**model.depth (every max-pool exact, as in training). The network was
+multiples of 2**model.depth (every max-pool exact, as in training), or for a timm
+backbone (`model.encoder`) of its largest stride (32 for a ResNet; the traced sample is
+the training size rounded up to it). The network was
 trained at one resolution (the `train_height`/`train_width` metadata): feed images
 resized to it, as `pipeline.predict` does, for the depth scale it learned.
 
@@ -37,8 +39,8 @@ from pipeline.errors import PipelineError
 from pipeline.evaluation.inference import train_resolution
 from pipeline.io import atomic_path
 from pipeline.logs import setup_logging
-from pipeline.model import UNet, load_model
-from pipeline.model.unet import _nearest_multiples
+from pipeline.model import BackboneUNet, DepthNet, load_model
+from pipeline.model.unet import nearest_multiples
 
 log = logging.getLogger("pipeline.export")
 
@@ -59,21 +61,57 @@ def _onnx() -> tuple[ModuleType, ModuleType]:
     return onnx, onnxruntime
 
 
-def size_multiple(model: UNet) -> int:
-    """What H and W must be multiples of: one exact 2x2 max-pool per encoder level."""
+def size_multiple(model: DepthNet) -> int:
+    """What H and W must be multiples of: one exact 2x2 max-pool per U-Net level, or a backbone's largest stride.
+
+    A backbone pads other sizes in PyTorch (`BackboneUNet.encode`), but the traced graph
+    would bake the sample's padding in, so the exported model takes multiples only.
+    """
+    if isinstance(model, BackboneUNet):
+        return int(model.reductions[-1])
     return int(2**model.cfg.depth)
 
 
-def check_size(model: UNet, h: int, w: int) -> None:
+def _multiple_reason(model: DepthNet) -> str:
+    if isinstance(model, BackboneUNet):
+        return f"the largest stride of model.encoder {model.cfg.encoder!r}"
+    return f"2**model.depth, model.depth is {model.cfg.depth}"
+
+
+def check_size(model: DepthNet, h: int, w: int) -> None:
     """Raises PipelineError if the model does not accept an (h, w) input, with the nearest sizes that work."""
     f = size_multiple(model)
     bad = [(side, v) for side, v in (("height", h), ("width", w)) if v <= 0 or v % f]
     if bad:
-        fixes = "; ".join(f"{side} {v} -> use {' or '.join(map(str, _nearest_multiples(v, f)))}" for side, v in bad)
+        fixes = "; ".join(f"{side} {v} -> use {' or '.join(map(str, nearest_multiples(v, f)))}" for side, v in bad)
         raise PipelineError(
-            f"size {h}x{w}: height and width must be multiples of 2**model.depth = {f} "
-            f"(model.depth is {model.cfg.depth}): {fixes}"
+            f"size {h}x{w}: height and width must be multiples of {f} ({_multiple_reason(model)}): {fixes}"
         )
+
+
+def _traced(model: DepthNet) -> torch.nn.Module:
+    """What is traced: the model, or for a backbone its unpadded path (sizes are multiples of its stride)."""
+    if isinstance(model, BackboneUNet):
+        # In eval mode like the model: the exporter restores the traced module's mode
+        # afterwards, recursively, and a training-mode wrapper would flip the net with it.
+        return _Unpadded(model).eval()
+    return model
+
+
+class _Unpadded(torch.nn.Module):
+    """`BackboneUNet` without the pad-and-crop, which tracing would freeze at the sample's size."""
+
+    def __init__(self, net: BackboneUNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.decode(self.net.encode(x))  # (B, 1, H, W): no padding at a multiple of the stride
+
+
+def sample_size(train_hw: tuple[int, int], f: int) -> tuple[int, int]:
+    """The training resolution rounded up to multiples of `f`: the traced input's size."""
+    return (-(-train_hw[0] // f) * f, -(-train_hw[1] // f) * f)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -90,14 +128,14 @@ def default_check_sizes(train_hw: tuple[int, int], f: int) -> list[tuple[int, in
     return [(h, w), (max(f, h // 2 // f * f), max(f, w // 2 // f * f) + f)]
 
 
-def _export(model: UNet, path: Path, sample_hw: tuple[int, int]) -> None:
+def _export(model: DepthNet, path: Path, sample_hw: tuple[int, int]) -> None:
     """Traces the model on one (1, 3, h, w) input into an ONNX file with dynamic batch, height, width."""
     x = torch.rand(1, 3, *sample_hw)  # (1, 3, h, w); the values do not matter for tracing
     with warnings.catch_warnings():
         # The exporter's notice that it is deprecated upstream: the choice is made (module docstring).
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(
-            model,
+            _traced(model),
             (x,),
             str(path),
             dynamo=False,
@@ -108,7 +146,7 @@ def _export(model: UNet, path: Path, sample_hw: tuple[int, int]) -> None:
         )
 
 
-def _describe(onnx: ModuleType, path: Path, model: UNet, meta: dict[str, Any]) -> None:
+def _describe(onnx: ModuleType, path: Path, model: DepthNet, meta: dict[str, Any]) -> None:
     """Writes the input contract into the file's metadata (shown by Netron and `onnx` readers), checks the graph."""
     proto = onnx.load(str(path))
     f = size_multiple(model)
@@ -125,7 +163,7 @@ def _describe(onnx: ModuleType, path: Path, model: UNet, meta: dict[str, Any]) -
     onnx.save(proto, str(path))
 
 
-def compare(ort: ModuleType, path: Path, model: UNet, sizes: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+def compare(ort: ModuleType, path: Path, model: DepthNet, sizes: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
     """Runs the ONNX file with onnxruntime and the model with PyTorch on random images of each size.
 
     The i-th size is checked with a batch of i + 1 images, so the batch axis is dynamic too.
@@ -168,12 +206,13 @@ def export_model(
     """
     onnx, ort = _onnx()
     model, meta = load_model(model_path, map_location="cpu")
-    train_hw = train_resolution(meta)
-    sizes = list(check_sizes) if check_sizes else default_check_sizes(train_hw, size_multiple(model))
-    for h, w in (train_hw, *sizes):
+    f = size_multiple(model)
+    sample = sample_size(train_resolution(meta), f)  # the training size (a backbone's: rounded up)
+    sizes = list(check_sizes) if check_sizes else default_check_sizes(sample, f)
+    for h, w in (sample, *sizes):
         check_size(model, h, w)
     with atomic_path(onnx_path, suffix=".onnx") as tmp:
-        _export(model, tmp, train_hw)
+        _export(model, tmp, sample)
         _describe(onnx, tmp, model, meta)
         results = compare(ort, tmp, model, sizes)
         worst = max(r["max_rel_error"] for r in results)

@@ -91,6 +91,13 @@ def test_missing_key_or_section_names_it(key):
         ("train.epochs", 0),
         ("train.lr", 0.0),
         ("model.depth", 0),
+        ("model.encoder", "resnet 50"),
+        ("model.encoder", "hf-hub:timm/resnet50.a1_in1k"),
+        ("model.pretrained", True),  # with encoder unet: the plain U-Net has no pretrained weights
+        ("model.weights", "weights/resnet34.pth"),  # with pretrained false
+        ("model.weights", ""),
+        ("train.encoder_lr_mult", 0.0),
+        ("train.encoder_lr_mult", 1.5),
         ("preprocess.height", 4),
         ("preprocess.width", 10000),
         ("preprocess.val_fraction", 1.0),

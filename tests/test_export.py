@@ -13,7 +13,7 @@ import torch
 
 from pipeline import export
 from pipeline.export import main
-from pipeline.model import UNet, load_model, save_model
+from pipeline.model import BackboneUNet, UNet, load_model, save_model
 from tests.conftest import model_params
 
 TRAIN_HW = (32, 48)  # the test U-Net has depth 2: sizes must be multiples of 4
@@ -75,7 +75,12 @@ def test_a_size_the_model_does_not_accept_is_one_line_and_writes_nothing(model_p
     out.write_bytes(b"previous export")
     assert main(["--model", str(model_path), "--onnx", str(out), "--check-sizes", "32x48", "30x50"]) == 1
     (msg,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert "30x50" in msg and "multiples of 2**model.depth = 4" in msg and "28 or 32" in msg and "48 or 52" in msg
+    assert (
+        "30x50" in msg
+        and "multiples of 4 (2**model.depth, model.depth is 2)" in msg
+        and "28 or 32" in msg
+        and "48 or 52" in msg
+    )
     assert "\n" not in msg
     assert main(["--model", str(model_path), "--onnx", str(out), "--check-sizes", "32by48"]) == 1
     assert "HEIGHTxWIDTH" in caplog.text
@@ -100,3 +105,22 @@ def test_missing_model_is_one_line_exit_1(tmp_path, caplog):
     (msg,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert str(missing) in msg and "\n" not in msg
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_backbone_model_exports_at_multiples_of_its_stride(tmp_path, caplog):
+    """A timm backbone pads other sizes in PyTorch; the graph takes multiples of its stride, checked at two."""
+    torch.manual_seed(0)
+    net = BackboneUNet(model_params(encoder="resnet18", base_channels=4, dropout=0.0)).eval()
+    path = tmp_path / "bb.pt"
+    save_model(path, net, {"params": {"preprocess": {"height": 48, "width": 80}}, "epoch": 1})
+    results = export.export_model(path, tmp_path / "bb.onnx")
+    # 48x80 traced as 64x96 (rounded up to the stride 32), then a second size of another aspect
+    assert [(r["height"], r["width"]) for r in results] == [(64, 96), (32, 64)]
+    assert all(r["max_rel_error"] < 1e-3 for r in results)
+    session = ort.InferenceSession(str(tmp_path / "bb.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        ref = net(x).numpy()
+    np.testing.assert_allclose(session.run(None, {"rgb": x.numpy()})[0], ref, rtol=1e-4, atol=1e-6)
+    assert main(["--model", str(path), "--onnx", str(tmp_path / "x.onnx"), "--check-sizes", "48x80"]) == 1
+    assert "multiples of 32 (the largest stride of model.encoder 'resnet18')" in caplog.text

@@ -14,7 +14,17 @@ from pipeline.model import UNet, check_input_size, load_model, save_model
 from pipeline.model.unet import INIT_DEPTH
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ModelParams(base_channels=4, depth=2, norm="batch", activation="relu", dropout=0.1, max_depth=10.0)
+TINY = ModelParams(
+    encoder="unet",
+    pretrained=False,
+    weights=None,
+    base_channels=4,
+    depth=2,
+    norm="batch",
+    activation="relu",
+    dropout=0.1,
+    max_depth=10.0,
+)
 
 
 def _net(cfg: ModelParams = TINY, seed: int = 0) -> UNet:
@@ -84,7 +94,17 @@ def test_rgb_normalisation_buffers() -> None:
 
 
 def test_model_config_round_trips_through_the_checkpoint_dict() -> None:
-    cfg = ModelParams(base_channels=8, depth=3, norm="group", activation="silu", dropout=0.2, max_depth=8.0)
+    cfg = ModelParams(
+        encoder="unet",
+        pretrained=False,
+        weights=None,
+        base_channels=8,
+        depth=3,
+        norm="group",
+        activation="silu",
+        dropout=0.2,
+        max_depth=8.0,
+    )
     assert section_from_dict(ModelParams, to_yaml_dict(cfg)) == cfg
     with pytest.raises(ParamsError, match="unknown key 'model.width'"):
         section_from_dict(ModelParams, {**to_yaml_dict(cfg), "width": 3})

@@ -1,4 +1,4 @@
-"""U-Net building blocks: a double conv, one encoder level (down) and one decoder level (up)."""
+"""U-Net building blocks: a double conv, one encoder level (down) and one decoder level (up, with or without a skip)."""
 
 from __future__ import annotations
 
@@ -92,6 +92,18 @@ def upsample_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear 2x upsampling of (B, C, h, w); deterministic as `upsample_to`.
+
+    By scale factor, not by a size computed from `x.shape`: an ONNX trace keeps a scale
+    factor but freezes a size computed in Python at the traced input's.
+    """
+    h, w = x.shape[-2:]
+    if torch.are_deterministic_algorithms_enabled() and h > 1 and w > 1:
+        return _upsample2x_rows(_upsample2x_rows(x, 2), 3)
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
 class Up(nn.Module):
     """One decoder level: bilinear 2x upsampling, concatenation with the skip, double conv.
 
@@ -109,3 +121,19 @@ class Up(nn.Module):
         # the max-pool) still line up instead of failing in torch.cat.
         x = upsample_to(x, (skip.shape[-2], skip.shape[-1]))  # (B, C_in, H, W)
         return self.conv(torch.cat([x, skip], dim=1))  # (B, C_out, H, W)
+
+
+class UpNoSkip(nn.Module):
+    """A decoder level without a skip: bilinear 2x upsampling, then a double conv.
+
+    For backbones whose first feature map is at 1/2 or 1/4 of the input (ResNets, ConvNeXt):
+    these levels bring the decoder back to the input resolution.
+    """
+
+    def __init__(self, c_in: int, c_out: int, norm: str, activation: str) -> None:
+        super().__init__()
+        self.conv = DoubleConv(c_in, c_out, norm, activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, h, w) -> (B, C_out, 2h, 2w)."""
+        return self.conv(upsample2x(x))

@@ -17,10 +17,13 @@ from torch import nn
 from pipeline.config import ModelParams, ParamsError, section_from_dict, to_yaml_dict
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
-from pipeline.model.unet import UNet
+from pipeline.model.build import MODEL_TYPES, DepthNet, build_model
 
 FORMAT_VERSION = 1
 _RESERVED = ("state_dict", "model_config", "rgb_mean", "rgb_std", "format_version")
+# Model keys added after format 1 was fixed, with the value every older checkpoint had:
+# an old `model_config` lacks them and still loads, as the plain U-Net it is.
+_ADDED_MODEL_KEYS = {"encoder": "unet", "pretrained": False, "weights": None}
 
 
 def _plain(obj: Any, key: str) -> Any:
@@ -48,11 +51,11 @@ def _plain(obj: Any, key: str) -> Any:
     )
 
 
-def _unwrap(model: nn.Module) -> UNet:
-    """The UNet inside a `torch.compile` wrapper (whose state_dict keys carry `_orig_mod.`)."""
+def _unwrap(model: nn.Module) -> DepthNet:
+    """The depth network inside a `torch.compile` wrapper (whose state_dict keys carry `_orig_mod.`)."""
     model = getattr(model, "_orig_mod", model)
-    if not isinstance(model, UNet):
-        raise TypeError(f"save_model expects a UNet, got {type(model).__name__}")
+    if not isinstance(model, MODEL_TYPES):
+        raise TypeError(f"save_model expects a UNet or BackboneUNet, got {type(model).__name__}")
     return model
 
 
@@ -61,7 +64,8 @@ def save_model(path: str | Path, model: nn.Module, extra: dict[str, Any]) -> Non
 
     Args:
         path: output file (e.g. `models/model.pt`); never left half-written.
-        model: a `UNet`, possibly wrapped by `torch.compile`.
+        model: a `UNet` or `BackboneUNet`, possibly wrapped by `torch.compile`. Every weight
+            goes in, the backbone's too: loading never needs timm's download.
         extra: metadata stored at the top level (params as a nested dict, epoch,
             val_metrics, optimizer state...); plain types and tensors only.
 
@@ -104,8 +108,8 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     return ckpt
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[UNet, dict[str, Any]]:
-    """Rebuilds the UNet from a checkpoint, in eval mode.
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[DepthNet, dict[str, Any]]:
+    """Rebuilds the depth network (U-Net or backbone U-Net) from a checkpoint, in eval mode.
 
     Args:
         path: a file written by `save_model`.
@@ -121,8 +125,9 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     path = Path(path)
     ckpt = _read(path, map_location)
     try:
-        cfg = section_from_dict(ModelParams, ckpt["model_config"])
-        model = UNet(cfg, ckpt["rgb_mean"], ckpt["rgb_std"])
+        cfg = section_from_dict(ModelParams, {**_ADDED_MODEL_KEYS, **ckpt["model_config"]})
+        # Randomly initialised, then every weight from the file: no pretrained download.
+        model = build_model(cfg, ckpt["rgb_mean"], ckpt["rgb_std"])
         model.load_state_dict(ckpt["state_dict"])
     except (ParamsError, RuntimeError, TypeError) as e:
         first = str(e).strip().splitlines()[0]

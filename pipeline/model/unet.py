@@ -33,7 +33,7 @@ def _largest_valid_depth(h: int, w: int) -> int:
     return min((h & -h).bit_length(), (w & -w).bit_length()) - 1
 
 
-def _nearest_multiples(v: int, f: int) -> list[int]:
+def nearest_multiples(v: int, f: int) -> list[int]:
     """The multiples of f just below (if > 0) and above v."""
     lower = v // f * f
     return [m for m in (lower, lower + f) if m > 0]
@@ -50,7 +50,7 @@ def check_input_size(cfg: ModelParams, h: int, w: int) -> None:
     bad = [(key, v) for key, v in (("preprocess.height", h), ("preprocess.width", w)) if v % f]
     if not bad:
         return
-    sizes = "; ".join(f"'{key}' {v} -> use {' or '.join(map(str, _nearest_multiples(v, f)))}" for key, v in bad)
+    sizes = "; ".join(f"'{key}' {v} -> use {' or '.join(map(str, nearest_multiples(v, f)))}" for key, v in bad)
     best = _largest_valid_depth(h, w)
     depth_hint = f"or set 'model.depth' <= {best}" if best >= 1 else "no 'model.depth' >= 1 fits an odd size"
     raise ParamsError(
@@ -148,3 +148,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Depth in metres, (B, 1, H, W), in (0, max_depth), float32 (even under autocast)."""
         return self.decode(self.encode(x))
+
+    def pretrained_encoder(self) -> nn.Module | None:
+        """None: the plain U-Net's encoder is always trained from scratch, at `train.lr`."""
+        return None

@@ -12,17 +12,31 @@ from pipeline.config import TrainParams
 SGD_MOMENTUM = 0.9  # the usual heavy-ball value; Nesterov for the slightly better-behaved variant
 
 
-def build_optimizer(model: nn.Module, tp: TrainParams, device: torch.device) -> torch.optim.Optimizer:
+def _decay_groups(params: list[nn.Parameter], lr: float, weight_decay: float) -> list[dict]:
+    """Two param groups at `lr`: conv/linear weights with decay, 1-D tensors without."""
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, "lr": lr},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr": lr},
+    ]
+
+
+def build_optimizer(
+    model: nn.Module, tp: TrainParams, device: torch.device, encoder: list[nn.Parameter] | None = None
+) -> torch.optim.Optimizer:
     """AdamW or SGD at `train.lr`, with weight decay on conv weights only.
 
     Biases and norm scales (1-D tensors) get no decay: shrinking them towards 0 fights
-    normalisation rather than regularising (as nanoGPT and timm do).
+    normalisation rather than regularising (as nanoGPT and timm do). The parameters in
+    `encoder` (a pretrained backbone's) train at `train.lr * train.encoder_lr_mult`, in
+    two more groups; the schedule scales every group's own peak alike.
     """
+    in_encoder = {id(p) for p in encoder or []}
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": tp.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
+    # Group 0 is the decoder's (train.lr): the one the train log reads the learning rate from.
+    groups = _decay_groups([p for p in params if id(p) not in in_encoder], tp.lr, tp.weight_decay)
+    pretrained = [p for p in params if id(p) in in_encoder]
+    if pretrained:  # none for the plain U-Net: its two groups, as before
+        groups += _decay_groups(pretrained, tp.lr * tp.encoder_lr_mult, tp.weight_decay)
     if tp.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=tp.lr, momentum=SGD_MOMENTUM, nesterov=True)
     # The fused CUDA kernel updates every tensor in one launch.

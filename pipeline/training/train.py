@@ -25,7 +25,8 @@ from pipeline.errors import PipelineError
 from pipeline.io import sha256_file
 from pipeline.losses import build_loss
 from pipeline.metrics import HIGHER_IS_BETTER
-from pipeline.model import UNet, check_input_size, save_model
+from pipeline.model import build_model, check_model, encoder_parameters, save_model
+from pipeline.model.pretrained import encoder_state
 from pipeline.tracking import Tracker
 from pipeline.training import resume
 from pipeline.training.device_data import TrainingSplit, epoch_batches
@@ -45,6 +46,11 @@ from pipeline.training.runlog import write_train_log
 from pipeline.training.seeding import configure_determinism, reseed_epoch, seed_everything
 
 log = logging.getLogger(__name__)
+
+# Below this many images per process, batch statistics get noisy enough to hurt a network
+# trained with batch norm (Wu & He, "Group Normalization", 2018: ImageNet error rises
+# sharply from 8 images per batch down). A backbone's batch norm trains (batch 16 by default).
+BN_MIN_BATCH = 8
 
 
 @dataclass
@@ -83,24 +89,27 @@ def run(params: Params, root: Path) -> dict[str, Any]:
     paths = params.paths.resolve(root)
     if not env_context().is_main:  # under torchrun only rank 0 tracks, writes and logs progress
         logging.getLogger().setLevel(logging.WARNING)
-        return train(params, paths, Tracker())
+        return train(params, paths, Tracker(), root)
     # The MLflow store is found from DVC_ROOT (the user's repo) before `root`, which for
     # a queued experiment is a temporary copy deleted afterwards.
     with tracking.start_run(params, root) as tracker:  # ends the run FINISHED, FAILED or KILLED
-        result = train(params, paths, tracker)
+        result = train(params, paths, tracker, root)
         tracker.log_model(paths.model)  # state dict + config: loads at any image size
         tracker.write_run_id(paths.run_id)
     return result
 
 
-def train(params: Params, paths: PathsParams, tracker: Tracker) -> dict[str, Any]:
-    """The training loop behind `run`: resumes from `paths.resume_checkpoint` when it was this run's."""
+def train(params: Params, paths: PathsParams, tracker: Tracker, root: Path) -> dict[str, Any]:
+    """The training loop behind `run`: resumes from `paths.resume_checkpoint` when it was this run's.
+
+    `root` is what a relative `model.weights` is resolved against, like `paths`.
+    """
     dist = env_context()
     device = resolve_device(params.train.device, dist.local_rank)
     configure_determinism(params.train.deterministic, device)
     init_distributed(dist, device)
     try:
-        r = _setup(params, paths, dist, device, tracker)
+        r = _setup(params, paths, dist, device, tracker, root)
         return _loop(r)
     finally:
         shutdown_distributed()
@@ -112,7 +121,7 @@ def _load_data(
     """Train and val splits (resident or streamed, per train.data), checked against the params' resolution."""
     summary = read_summary(paths.processed_dir)
     h, w = params.preprocess.height, params.preprocess.width
-    check_input_size(params.model, h, w)
+    check_model(params.model, h, w)
     splits, mode = load_splits(params.train.data, paths.processed_dir, device, world_size)
     for name, split in splits.items():
         if split.hw != (h, w):
@@ -125,25 +134,35 @@ def _load_data(
     return splits, mode, summary
 
 
-def build_trainer(params: Params, summary: dict, device: torch.device, dist: DistContext, steps: int) -> Trainer:
+def build_trainer(
+    params: Params,
+    summary: dict,
+    device: torch.device,
+    dist: DistContext,
+    steps: int,
+    encoder_init: dict[str, torch.Tensor] | None = None,
+) -> Trainer:
     """Model (on `device`, maybe DDP-wrapped and compiled), optimiser, per-step schedule and loss.
 
     Args:
         params: all params (model, loss, train, eval are read).
-        summary: the processed data's summary (its `rgb_mean`/`rgb_std` go into the model).
+        summary: the processed data's summary (its `rgb_mean`/`rgb_std` go into the plain U-Net;
+            a backbone keeps the normalisation of its weights).
         device: where the model lives.
         dist: this process's rank and world size.
         steps: optimiser steps per epoch, for the schedule.
+        encoder_init: a pretrained backbone's weights (`pipeline.model.pretrained.encoder_state`).
     """
     tp = params.train
-    net = UNet(params.model, summary["rgb_mean"], summary["rgb_std"]).to(device)
+    net = build_model(params.model, summary["rgb_mean"], summary["rgb_std"], encoder_init).to(device)
+    _warn_small_batch_norm(net, tp.batch_size)
     # channels_last (NHWC): cuDNN's tensor-core kernels and oneDNN's CPU convolutions are
     # NHWC-native (~30% faster steps measured on the CPU); MPS stays NCHW, its NHWC
     # support is patchier.
     channels_last = device.type in ("cuda", "cpu")
     if channels_last:
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
-    optimizer = build_optimizer(net, tp, device)
+    optimizer = build_optimizer(net, tp, device, encoder_parameters(net))
     model: torch.nn.Module = net
     if dist.distributed:
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -169,7 +188,22 @@ def uses_bf16(amp: str, device: torch.device) -> bool:
     return amp == "bf16" or (amp == "auto" and device.type == "cuda")
 
 
-def _setup(params: Params, paths: PathsParams, dist: DistContext, device: torch.device, tracker: Tracker) -> Run:
+def _warn_small_batch_norm(net: torch.nn.Module, batch_size: int) -> None:
+    """A backbone's batch norm trains on batch statistics: say so when the batch is too small for them."""
+    encoder = getattr(net, "encoder", None)
+    has_bn = encoder is not None and any(isinstance(m, torch.nn.BatchNorm2d) for m in encoder.modules())
+    if has_bn and batch_size < BN_MIN_BATCH:
+        log.warning(
+            "train.batch_size %d per process: the backbone's batch norm trains on batch statistics, which get "
+            "noisy below %d images; raise train.batch_size (README: Encoders)",
+            batch_size,
+            BN_MIN_BATCH,
+        )
+
+
+def _setup(
+    params: Params, paths: PathsParams, dist: DistContext, device: torch.device, tracker: Tracker, root: Path
+) -> Run:
     """Data on the device, the trainer, and the state to start from (fresh or resumed)."""
     tp = params.train
     splits, data_mode, summary = _load_data(params, paths, device, dist.world_size)
@@ -180,11 +214,13 @@ def _setup(params: Params, paths: PathsParams, dist: DistContext, device: torch.
             f"params: train.batch_size {tp.batch_size} x {dist.world_size} rank(s) is more than the "
             f"{len(train_split)} training images; lower train.batch_size"
         )
-    seed_everything(tp.seed)  # the model's initial weights
-    trainer = build_trainer(params, summary, device, dist, steps)
-    gens = {"shuffle": torch.Generator(device=device), "augment": torch.Generator(device=device)}
     fingerprint = resume.training_fingerprint(params, sha256_file(paths.processed_dir / "summary.json"))
     ckpt = resume.load_resumable(paths.resume_checkpoint, fingerprint, tp.epochs)
+    # A resumed run takes every weight from its checkpoint: no pretrained weights to fetch.
+    encoder_init = None if ckpt else encoder_state(params.model, root)
+    seed_everything(tp.seed)  # the model's initial weights
+    trainer = build_trainer(params, summary, device, dist, steps, encoder_init)
+    gens = {"shuffle": torch.Generator(device=device), "augment": torch.Generator(device=device)}
     state = resume.restore(ckpt, trainer, gens) if ckpt else RunState()
     r = Run(params, paths, dist, trainer, train_split, splits["val"], data_mode, gens, fingerprint, tracker, state)
     if dist.is_main:
@@ -217,7 +253,7 @@ def _start(r: Run) -> None:
     r.tracker.log_metrics_history([{"epoch": row["epoch"], **_metrics_of(row)} for row in r.state.history])
     if r.state.best is not None:
         # DVC deletes its outputs before re-running a stage: put the best model back.
-        net = UNet(r.params.model)  # on the CPU, like the stored state; rgb stats come with the state
+        net = build_model(r.params.model)  # on the CPU, like the stored state; rgb stats come with the state
         net.load_state_dict(r.state.best["state"])
         _save_best(r, net)
 
