@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from pathlib import Path
@@ -249,3 +250,37 @@ def test_depth_image_that_is_not_single_channel_is_rejected(tmp_path: Path) -> N
     Image.fromarray(np.zeros((*SIZE, 3), np.uint8)).save(depth)
     with pytest.raises(PipelineError, match=r"test_files_with_gt\.txt line 2: depth .* is a RGB image"):
         preprocess.run(params_for(fs, tmp_path), tmp_path)
+
+
+def test_train_and_evaluate_on_a_folder_run_and_the_report_says_filled_means_raw(tmp_path: Path) -> None:
+    import json
+
+    from pipeline.report.document import protocol_text, published_section
+    from stages import evaluate, train
+
+    fs = make_bts(tmp_path / "data/raw/bts/sync")
+    params = params_for(fs, tmp_path)
+    params = dataclasses.replace(params, eval=dataclasses.replace(params.eval, gt="filled"))
+    for stage in (download, preprocess, train, evaluate):  # raw depth with holes as the training target
+        stage.run(params, tmp_path)
+    metrics = json.loads((tmp_path / params.paths.metrics).read_text())
+    assert metrics["source"] == "folder" and metrics["test_source"] == "folder"
+    assert metrics["test_depth_filled"] is False and metrics["n_images"] == 4
+    assert all(np.isfinite(metrics[k]) for k in ("abs_rel", "rmse", "delta1"))
+    assert "`eval.gt: filled` scores the raw depth here" in protocol_text(metrics, params)
+    omitted = published_section(metrics, params)[1].text
+    assert "omitted: this run used the 'folder' data source" in omitted
+
+
+def test_report_shows_published_results_when_the_test_split_is_the_official_one() -> None:
+    from pipeline.metrics import METRIC_NAMES
+    from pipeline.report.document import protocol_text, published_section
+    from tests.conftest import shrunk_params
+
+    protocol = {"gt": "filled", "crop": "eigen", "flip_tta": False, "min_depth": 0.001, "max_depth": 10.0}
+    metrics = {**dict.fromkeys(METRIC_NAMES, 0.5), "n_images": 654, "protocol": protocol, "source": "folder",
+               "test_source": "nyudv2", "test_depth_filled": True}  # fmt: skip
+    params = shrunk_params()
+    assert "**filled** (in-painted) depth of the labeled set" in protocol_text(metrics, params)
+    blocks = published_section(metrics, params)
+    assert len(blocks) > 2 and "data.folder.train_list" in blocks[1].text  # the table, our training data named
