@@ -6,7 +6,8 @@ Writes `--frames` pairs in BTS's layout (`<scene>/rgb_XXXXX.jpg`, 640x480 JPEG, 
 `<scene>/sync_depth_XXXXX.png`, 16-bit millimetres with holes), 10% of them in separate
 test scenes, with cheap procedural content (shaded boxes, sensor noise, holes) that
 compresses about as real frames do. Then it times a bare single-threaded decode loop over
-the same files (Pillow decode to numpy, nothing else), and runs preprocess (train/val
+the same files (Pillow decode to numpy, nothing else) and preprocess's own decode + resize
+in its thread pool (the training pairs, nothing written), and runs preprocess (train/val
 resized to params.yaml's size, test kept at 480x640) in a child process, reporting its peak
 RSS. Both passes read files the generator just wrote (in the page cache). The last stdout
 line is JSON.
@@ -97,6 +98,19 @@ def bare_decode(work: Path) -> float:
     return len(lines) / (time.perf_counter() - start)
 
 
+def pool_decode(work: Path, size: tuple[int, int]) -> float:
+    """Frames/s of preprocess's own decode-and-resize in its thread pool, writing nothing."""
+    from pipeline.data.folder import FolderFiles, load, ordered_map
+    from pipeline.data.pairs import read_pairs
+
+    files = FolderFiles(work / "sync", work / "train.txt", 1000.0, default_workers())
+    pairs = read_pairs(files.list_path, files.root)
+    start = time.perf_counter()
+    for _ in ordered_map(lambda p: load(files, p, size), pairs, files.workers):
+        pass
+    return len(pairs) / (time.perf_counter() - start)
+
+
 def main() -> None:
     """Generates the set, times the bare decode and preprocess, prints the JSON result."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,6 +127,11 @@ def main() -> None:
         print(f"generated {args.frames} pairs ({files_mb:.0f} MB) in {gen_s:.0f} s", flush=True)
         bare_fps = bare_decode(work)
         print(f"bare decode loop (1 thread): {bare_fps:.1f} frames/s", flush=True)
+        from pipeline.config import load_params
+
+        pre = load_params(REPO / "params.yaml").preprocess
+        pool_fps = pool_decode(work, (pre.height, pre.width))
+        print(f"decode + resize in the pool, nothing written: {pool_fps:.1f} frames/s", flush=True)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", CHILD, work], cwd=REPO, check=True)
         seconds = time.perf_counter() - start
@@ -129,6 +148,7 @@ def main() -> None:
             "cores": len(os.sched_getaffinity(0)),
             "workers": default_workers(),
             "bare_decode_fps": round(bare_fps, 1),
+            "pool_decode_resize_fps": round(pool_fps, 1),
             "preprocess_fps": round(fps, 1),
             "ratio": round(fps / bare_fps, 3),
             "preprocess_s": round(seconds, 1),
