@@ -198,8 +198,8 @@ class FolderParams(Section):
     sha256: str
     """The archive's SHA-256; '' skips verification and logs the observed hash."""
     unpack_dir: Path
-    """Where the archive is unpacked, atomically; root must be it or a folder inside it (BTS's sync.zip holds
-    a top-level `sync/`, so root is `<unpack_dir>/sync`)."""
+    """Where the archive is unpacked, atomically; root must be it or a folder inside it (BTS trains from the
+    `sync/` folder its sync.zip unpacks to, so root is `<unpack_dir>/sync`)."""
 
     @property
     def urls(self) -> tuple[str, ...]:

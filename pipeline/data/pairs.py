@@ -8,8 +8,8 @@ Two formats, told apart by the first pair's line:
   (`data/nyu2_train/living_room_0038_out/37.jpg,data/nyu2_train/living_room_0038_out/37.png`).
 
 Every path is relative to `data.folder.root`, a leading `/` included (BTS writes them so).
-Blank lines and `#` comments are skipped; a line whose depth is `None` (BTS's KITTI lists
-mark frames without ground truth so) is skipped and counted in the log, as BTS's loader skips them.
+Blank lines and `#` comments are skipped; a line whose depth is `None` (no ground truth: BTS's
+KITTI test list has 45, which its evaluation skips) is skipped and counted in the log.
 
 The scene of a pair is the first folder of its RGB path below the folders every RGB path
 of the list shares: `kitchen_0028b` for BTS's paths (nothing shared), `living_room_0038`
