@@ -129,17 +129,37 @@ def _require_val(val: np.ndarray, rooms: set[str], val_fraction: float, where: P
         )
 
 
-def _summary(source: str, params: PreprocessParams, types: dict[str, list[str]], lo: float, hi: float,
-             stats: RgbStats, test_source: str, filled: dict[str, bool]) -> dict[str, Any]:  # fmt: skip
-    mean, std = stats.mean_std()
+class _Tally:
+    """What the summary reports about the written images: colour statistics (training split) and depth range."""
+
+    def __init__(self) -> None:
+        self.stats, self.lo, self.hi = RgbStats(), np.inf, -np.inf
+
+    def extend(self, lo: float, hi: float) -> None:
+        self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
+
+    def depth(self, rgb: np.ndarray, depth: np.ndarray) -> None:
+        """Folder source: the range of the measured pixels (raw depth: 0 = no measurement, not a distance)."""
+        valid = depth[depth > 0]
+        if valid.size:
+            self.extend(float(valid.min()), float(valid.max()))
+
+    def train(self, rgb: np.ndarray, depth: np.ndarray) -> None:
+        self.stats.update(rgb)
+        self.depth(rgb, depth)
+
+
+def _summary(source: str, params: PreprocessParams, types: dict[str, list[str]], tally: _Tally, test_source: str,
+             filled: dict[str, bool]) -> dict[str, Any]:  # fmt: skip
+    mean, std = tally.stats.mean_std()
     return {
         "source": source,
         "height": params.height,
         "width": params.width,
         "counts": {split: len(t) for split, t in types.items()},
         "scene_types": {split: dict(sorted(Counter(t).items())) for split, t in types.items()},
-        "depth_min": lo,  # over the filled depth of every processed image (folder: its measured pixels)
-        "depth_max": hi,
+        "depth_min": tally.lo,  # over the filled depth of every processed image (folder: its measured pixels)
+        "depth_max": tally.hi,
         "rgb_mean": mean,  # train only: the model's input normalisation
         "rgb_std": std,
         "test_source": test_source,  # nyudv2: the official 654 frames, comparable with published results
@@ -173,34 +193,16 @@ def preprocess(
         _require_val(val, {room_of(scenes[i - 1]) for i in train_all}, params.val_fraction, Path(splits))
         plan = {"train": train, "val": val, "test": test}
         sizes = {"train": (params.height, params.width), "val": (params.height, params.width), "test": (HEIGHT, WIDTH)}
-        stats = RgbStats()
-        lo, hi = np.inf, -np.inf
+        tally = _Tally()
         with atomic_dir(out_dir) as tmp:
             for split, idx in plan.items():
-                s_lo, s_hi = _write_split(nyu, idx, tmp / f"{split}.h5", sizes[split], split, source, scenes, types,
-                                          stats if split == "train" else None)  # fmt: skip
-                lo, hi = min(lo, s_lo), max(hi, s_hi)
+                tally.extend(*_write_split(nyu, idx, tmp / f"{split}.h5", sizes[split], split, source, scenes, types,
+                                           tally.stats if split == "train" else None))  # fmt: skip
             split_types = {split: [types[i - 1] for i in idx] for split, idx in plan.items()}
-            summary = _summary(source, params, split_types, lo, hi, stats, source, dict.fromkeys(plan, True))
+            summary = _summary(source, params, split_types, tally, source, dict.fromkeys(plan, True))
             write_json_atomic(tmp / "summary.json", summary)
     log.info("preprocess: wrote %s (%s)", out_dir, ", ".join(f"{k} {v}" for k, v in summary["counts"].items()))
     return summary
-
-
-class _Observed:
-    """Colour statistics (training split only) and the measured depth range of what the folder source writes."""
-
-    def __init__(self) -> None:
-        self.stats, self.lo, self.hi = RgbStats(), np.inf, -np.inf
-
-    def depth(self, rgb: np.ndarray, depth: np.ndarray) -> None:
-        valid = depth[depth > 0]  # raw depth: 0 = no measurement, not a distance
-        if valid.size:
-            self.lo, self.hi = min(self.lo, float(valid.min())), max(self.hi, float(valid.max()))
-
-    def train(self, rgb: np.ndarray, depth: np.ndarray) -> None:
-        self.stats.update(rgb)
-        self.depth(rgb, depth)
 
 
 def _folder_plan(
@@ -248,26 +250,25 @@ def preprocess_folder(folder: FolderParams, root: Path, labeled: Path, splits: P
             image), an unreadable labeled file, or an empty val split.
     """
     files, test_files, plan = _folder_plan(folder, root, params)
-    train_hw, seen = (params.height, params.width), _Observed()
+    train_hw, tally = (params.height, params.width), _Tally()
     with contextlib.ExitStack() as stack:
         nyu = None if "test" in plan else stack.enter_context(NyuLabeled(labeled))
         # The labeled test split is read and checked before anything is written, too.
         test_idx = read_splits(splits, len(nyu))[1] if nyu is not None else np.zeros(0, np.int64)
         test_hw = probe_all(test_files, plan["test"], same_size=True) if nyu is None else (HEIGHT, WIDTH)
         tmp = stack.enter_context(atomic_dir(out_dir))
-        write_split(files, plan["train"], tmp / "train.h5", train_hw, "train", seen.train)
-        write_split(files, plan["val"], tmp / "val.h5", train_hw, "val", seen.depth)
+        write_split(files, plan["train"], tmp / "train.h5", train_hw, "train", tally.train)
+        write_split(files, plan["val"], tmp / "val.h5", train_hw, "val", tally.depth)
         types = {split: [scene_type_of(p.scene) for p in ps] for split, ps in plan.items()}
         if nyu is None:
-            write_split(test_files, plan["test"], tmp / "test.h5", test_hw, "test", seen.depth)
+            write_split(test_files, plan["test"], tmp / "test.h5", test_hw, "test", tally.depth)
         else:
             scenes, nyu_types = nyu.scenes(), nyu.scene_types()
-            lo, hi = _write_split(nyu, test_idx, tmp / "test.h5", test_hw, "test", "nyudv2", scenes, nyu_types, None)
-            seen.lo, seen.hi = min(seen.lo, lo), max(seen.hi, hi)
+            tally.extend(*_write_split(nyu, test_idx, tmp / "test.h5", test_hw, "test", "nyudv2", scenes, nyu_types,
+                                       None))  # fmt: skip
             types["test"] = [nyu_types[i - 1] for i in test_idx]
         test_source, filled = ("folder", False) if nyu is None else ("nyudv2", True)
-        summary = _summary("folder", params, types, seen.lo, seen.hi, seen.stats, test_source,
-                           {"train": False, "val": False, "test": filled})  # fmt: skip
+        summary = _summary("folder", params, types, tally, test_source, {"train": False, "val": False, "test": filled})
         write_json_atomic(tmp / "summary.json", summary)
     log.info("preprocess: wrote %s (%s; test from %s)", out_dir,
              ", ".join(f"{k} {v}" for k, v in summary["counts"].items()), test_source)  # fmt: skip
