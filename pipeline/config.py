@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import types
 import typing
@@ -23,7 +24,8 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
-Source = Literal["nyudv2", "synthetic"]
+Source = Literal["nyudv2", "synthetic", "folder"]
+TestFrom = Literal["list", "labeled"]
 Norm = Literal["batch", "group", "none"]
 Activation = Literal["relu", "gelu", "silu"]
 LossName = Literal["eigen", "l2", "l2_smooth"]
@@ -171,13 +173,60 @@ def _is_sha256(v: str) -> bool:
     return len(v) == 64 and all(c in "0123456789abcdef" for c in v.lower())
 
 
+def _mirrors(v: str | list[str]) -> tuple[str, ...]:
+    return (v,) if isinstance(v, str) else tuple(v)
+
+
+@dataclass(frozen=True)
+class FolderParams(Section):
+    """Paired RGB and depth image files named by list files (`data.source: folder`; README: Larger training sets)."""
+
+    KEY: ClassVar[str] = "data.folder"
+    root: Path
+    """The folder the lists' paths are relative to (a leading '/' in a list is relative to it too, as in BTS's)."""
+    train_list: Path
+    """One pair a line, `<rgb> <depth> [focal]` (whitespace) or `rgb,depth` (CSV); val is carved from it by room."""
+    test_list: str
+    """The test pairs' list (same format), read when test_from is `list`; '' otherwise."""
+    test_from: TestFrom
+    """list: the test split is test_list's pairs, at their own resolution; labeled: the official 654 frames of
+    the labeled .mat (downloaded as `data.source: nyudv2` does), so results compare with published ones."""
+    depth_scale: float
+    """Depth PNG value / depth_scale = metres: 1000 for 16-bit millimetres (BTS), 25.5 for DenseDepth's 8-bit
+    training PNGs (its loader reads them as value / 255 * 10 m). A value >= 256 requires 16-bit PNGs."""
+    url: str | list[str]
+    """An archive (zip or tar) of the files, or mirrors of it, fetched like data.url and unpacked into
+    unpack_dir; '' = the files are already under root."""
+    sha256: str
+    """The archive's SHA-256; '' skips verification and logs the observed hash."""
+    unpack_dir: Path
+    """Where the archive is unpacked, atomically; root must be it or a folder inside it (BTS trains from the
+    `sync/` folder its sync.zip unpacks to, so root is `<unpack_dir>/sync`)."""
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """`url` as a tuple of mirrors; empty when there is no archive."""
+        return () if self.url == "" else _mirrors(self.url)
+
+    def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        ok_url = isinstance(self.url, str) or (len(self.url) > 0 and all(u.strip() for u in self.url))
+        yield "url", ok_url, "'' (no archive), a URL or path, or a non-empty list of them"
+        yield "sha256", self.sha256 == "" or _is_sha256(self.sha256), "64 hex digits, or '' to skip verification"
+        yield "depth_scale", self.depth_scale > 0 and math.isfinite(self.depth_scale), "a number > 0"
+        needed = self.test_from == "list"
+        yield "test_list", bool(self.test_list.strip()) or not needed, "a list file (data.folder.test_from is list)"
+        inside = not self.urls or Path(os.path.abspath(self.root)).is_relative_to(os.path.abspath(self.unpack_dir))
+        yield "root", inside, f"data.folder.unpack_dir ({self.unpack_dir}) or a folder inside it (an archive is set)"
+
+
 @dataclass(frozen=True)
 class DataParams(Section):
     """Where the raw data comes from (the download stage)."""
 
     KEY: ClassVar[str] = "data"
     source: Source
-    """`nyudv2` downloads the labeled set; `synthetic` renders rooms offline in the same layout."""
+    """`nyudv2` downloads the labeled set; `synthetic` renders rooms offline in the same layout; `folder`
+    reads paired RGB and depth files named by list files (`data.folder`)."""
     url: str | list[str]
     """The labeled .mat: one location or a list of mirrors tried in order, each http(s)://, file://
     or a local path (hard-linked, never downloaded again); every one is checked against size and sha256."""
@@ -190,16 +239,17 @@ class DataParams(Section):
     retries: int
     """Transient failures (connection, 5xx, truncation) retried with exponential backoff; never a 404."""
     synthetic: SyntheticParams
+    folder: FolderParams
 
     @property
     def urls(self) -> tuple[str, ...]:
         """`url` as a tuple of mirrors, in the order they are tried."""
-        return (self.url,) if isinstance(self.url, str) else tuple(self.url)
+        return _mirrors(self.url)
 
     @property
     def splits_urls(self) -> tuple[str, ...]:
         """`splits_url` as a tuple of mirrors, in the order they are tried."""
-        return (self.splits_url,) if isinstance(self.splits_url, str) else tuple(self.splits_url)
+        return _mirrors(self.splits_url)
 
     def _ranges(self) -> Iterator[tuple[str, bool, str]]:
         for name in ("url", "splits_url"):

@@ -2,7 +2,8 @@
 
     python -m stages.download
 
-Writes `paths.labeled`, `paths.splits`. Params: `data.*`. Core: `pipeline.data.download.run`.
+Writes `paths.labeled`, `paths.splits` (and for `data.source: folder` unpacks its archive
+into `data.folder.unpack_dir`). Params: `data.*`. Core: `pipeline.data.download.run`.
 """
 
 from pipeline.data.download import run

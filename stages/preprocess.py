@@ -2,9 +2,9 @@
 
     python -m stages.preprocess
 
-Reads `paths.labeled`, `paths.splits`; writes `paths.processed_dir` (replaced as a
-whole, only on success). Params: `preprocess.*`, `data.source`. Core:
-`pipeline.data.preprocess.run`.
+Reads `paths.labeled`, `paths.splits` (or, for `data.source: folder`, the files its
+lists name); writes `paths.processed_dir` (replaced as a whole, only on success). Params:
+`preprocess.*`, `data.source`, `data.folder.*`. Core: `pipeline.data.preprocess.run`.
 """
 
 from pipeline.data.preprocess import run

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.datasets import SplitWriter
+from pipeline.data.datasets import DEPTH_SCALE, SplitWriter, decode_depth, encode_depth
 
 SCENE_TYPES = ("bedroom", "kitchen", "office")
 
@@ -72,3 +72,8 @@ def make_processed_dir(
     }
     (root / "summary.json").write_text(json.dumps(summary, indent=2))
     return root
+
+
+def stored(depth: np.ndarray) -> np.ndarray:
+    """Depth as the split files hold it: whole millimetres (uint16), read back as float32 metres."""
+    return decode_depth(encode_depth(np.asarray(depth, np.float32), "test"), DEPTH_SCALE)

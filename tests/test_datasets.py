@@ -81,3 +81,21 @@ def test_reader_returns_rows_in_the_order_asked_and_rejects_repeats(tmp_path: Pa
 def test_encode_decode_are_inverse_on_whole_millimetres() -> None:
     mm = np.arange(0, 65536, 97, dtype=np.uint16)
     np.testing.assert_array_equal(encode_depth(decode_depth(mm, DEPTH_SCALE), "x"), mm)
+
+
+def test_a_source_without_filled_depth_stores_its_depth_once(tmp_path: Path) -> None:
+    depth = np.random.default_rng(2).uniform(0.5, 9, (3, 16, 24)).astype(np.float32)
+    paths = {}
+    for once in (False, True):
+        paths[once] = tmp_path / f"once_{once}.h5"
+        with SplitWriter(paths[once], 3, 16, 24, "train", "folder", raw_is_depth=once) as wr:
+            for i in range(3):
+                wr.write(i, np.zeros((16, 24, 3), np.uint8), depth[i], None if once else depth[i], i + 1, "a", "b")
+    with h5py.File(paths[True]) as f:
+        assert f["raw_depth"] == f["depth"]  # the same dataset under two names (a hard link)
+    with h5py.File(paths[False]) as f:
+        assert f["raw_depth"] != f["depth"]
+    once, twice = read_split(paths[True]), read_split(paths[False])
+    np.testing.assert_array_equal(once.raw_depth, once.depth)
+    np.testing.assert_array_equal(once.depth, twice.depth)
+    np.testing.assert_array_equal(once.raw_depth, twice.raw_depth)

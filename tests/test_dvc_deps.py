@@ -227,6 +227,16 @@ def test_stage_params_are_exactly_the_keys_the_stage_reads(tmp_path: Path, monke
     for name in ("download", "preprocess", "train", "evaluate", "report"):
         run[name](real, tmp_path)
         found[name] |= reads.take()
+    # The folder source: its keys are read by download and preprocess, on a tiny BTS-layout set.
+    from tests.folder_fixtures import make_bts, params_for
+
+    fs = make_bts(tmp_path / "folder" / "data/raw/bts/sync")
+    folder = dataclasses.replace(real, data=params_for(fs, tmp_path / "folder").data)
+    reads.root = folder
+    reads.prefix = {id(folder): ""}
+    for name in ("download", "preprocess"):
+        run[name](folder, tmp_path / "folder")
+        found[name] |= reads.take()
     # The report words some sections by source: read them on the synthetic wording too.
     metrics = tmp_path / params.paths.metrics
     metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "source": "synthetic"}))

@@ -14,22 +14,18 @@ import scipy.io
 
 from pipeline.config import PreprocessParams
 from pipeline.data import preprocess as pp
-from pipeline.data.datasets import DEPTH_SCALE, SplitWriter, decode_depth, encode_depth, read_split, read_summary
+from pipeline.data.datasets import SplitWriter, read_split, read_summary
 from pipeline.data.matlab import write_splits_mat
 from pipeline.errors import PipelineError
 from stages import preprocess as stage
 from stages._common import run_stage
 from tests.conftest import shrunk_raw, write_params
+from tests.fixtures_data import stored
 from tests.nyu_fixtures import make_tiny_nyu, tiny_frame, tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = PreprocessParams(height=48, width=64, val_fraction=0.25, seed=0)
 MM = 5e-4  # depth is stored in whole millimetres: at most half of one off
-
-
-def stored(depth: np.ndarray) -> np.ndarray:
-    """Depth as the split files hold it (uint16 millimetres, read back as metres)."""
-    return decode_depth(encode_depth(depth, "test"), DEPTH_SCALE)
 
 
 @pytest.fixture(scope="module")

@@ -78,28 +78,47 @@ class SplitWriter:
     Use as a context manager on a temporary path (see `pipeline.io.atomic_path`).
     """
 
-    def __init__(self, path: str | Path, n: int, height: int, width: int, split: str, source: str):
+    def __init__(
+        self, path: str | Path, n: int, height: int, width: int, split: str, source: str, raw_is_depth: bool = False
+    ):
+        """Creates the file's datasets for `n` images of `height` x `width`.
+
+        Args:
+            path: the (temporary) output file.
+            n: images in the split.
+            height: image height.
+            width: image width.
+            split: train | val | test, stored as an attribute.
+            source: the data source, stored as an attribute.
+            raw_is_depth: the source has no separately filled depth (a folder of RGB-D
+                pairs): `raw_depth` is then an HDF5 hard link to `depth`, stored once,
+                and `write` takes `raw_depth=None`.
+        """
         self._f = h5py.File(path, "w")
         self._f.attrs.update({"split": split, "height": height, "width": width, "source": source})
         # One image per chunk; an empty split (val_fraction 0) can't have chunks larger than itself.
         img = (1, height, width)
         self._f.create_dataset("rgb", (n, height, width, 3), np.uint8, chunks=(*img, 3) if n else None)
-        for name in ("depth", "raw_depth"):
+        for name in ("depth",) if raw_is_depth else ("depth", "raw_depth"):
             storage = {"chunks": img, **_DEPTH_STORAGE} if n else {}
             self._f.create_dataset(name, (n, height, width), np.uint16, **storage)
             self._f[name].attrs["depth_scale"] = DEPTH_SCALE
-        self._split = split
+        if raw_is_depth:
+            self._f["raw_depth"] = self._f["depth"]  # a hard link: one dataset, two names
+        self._split, self._raw_is_depth = split, raw_is_depth
         self._f.create_dataset("index", (n,), np.int32)
         self._f.create_dataset("scene", (n,), _STR)
         self._f.create_dataset("scene_type", (n,), _STR)
 
-    def write(self, i: int, rgb: np.ndarray, depth: np.ndarray, raw_depth: np.ndarray,
+    def write(self, i: int, rgb: np.ndarray, depth: np.ndarray, raw_depth: np.ndarray | None,
               index: int, scene: str, scene_type: str) -> None:  # fmt: skip
-        """Writes row i: rgb (H,W,3) uint8, depth/raw_depth (H,W) metres."""
+        """Writes row i: rgb (H,W,3) uint8, depth/raw_depth (H,W) metres (raw None when `raw_is_depth`)."""
         self._f["rgb"][i] = rgb
         what = f"{self._split} frame {index} (scene {scene})"
         self._f["depth"][i] = encode_depth(depth, f"{what} depth")
-        self._f["raw_depth"][i] = encode_depth(raw_depth, f"{what} raw_depth")
+        if not self._raw_is_depth:
+            assert raw_depth is not None, "raw_depth is needed unless the writer was made with raw_is_depth"
+            self._f["raw_depth"][i] = encode_depth(raw_depth, f"{what} raw_depth")
         self._f["index"][i] = index
         self._f["scene"][i] = scene
         self._f["scene_type"][i] = scene_type

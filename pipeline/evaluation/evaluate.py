@@ -122,7 +122,16 @@ def run(params: Params, root: Path, device: str = "auto") -> dict[str, Any]:
     train_hw = train_resolution(meta)
     processed, cfg = paths.processed_dir, params.eval
     baseline = constant_baseline(processed, cfg.min_depth, cfg.max_depth)
-    info = {"source": read_summary(processed).get("source"), "device": dev.type, "model_epoch": meta.get("epoch")}
+    summary = read_summary(processed)
+    info = {
+        "source": summary.get("source"),
+        # What the test split is (the folder source may take the official 654 from the labeled
+        # .mat) and whether its `depth` is in-painted: the report words eval.gt by them.
+        "test_source": summary.get("test_source", summary.get("source")),
+        "test_depth_filled": summary.get("depth_filled", {}).get("test", True),
+        "device": dev.type,
+        "model_epoch": meta.get("epoch"),
+    }
     log.info("evaluating on %s: trained at %dx%d, gt=%s, crop=%s, flip_tta=%s", dev, *train_hw, cfg.gt, cfg.crop,
              cfg.flip_tta)  # fmt: skip
     # Reopened only now, so a missing model or data fails before touching the run; the

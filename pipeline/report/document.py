@@ -23,7 +23,11 @@ from pipeline.report.tables import (
 
 # File names of the figures inside the figures folder.
 CURVES, GRID, SCENES, DEPTH = "training_curves.png", "qualitative.png", "scene_types.png", "error_by_depth.png"
-SOURCE_NAMES = {"nyudv2": "NYU Depth V2", "synthetic": "synthetic NYUDv2-layout scenes"}
+SOURCE_NAMES = {
+    "nyudv2": "NYU Depth V2",
+    "synthetic": "synthetic NYUDv2-layout scenes",
+    "folder": "RGB-D files from list files",
+}
 
 
 def report_title(source: str) -> str:
@@ -44,6 +48,12 @@ def protocol_text(metrics: dict[str, Any], params: Params) -> str:
         "raw": "the **raw** Kinect depth (pixels without a measurement are excluded)",
         "filled": "the **filled** (in-painted) depth of the labeled set",
     }.get(p["gt"], f"'{p['gt']}' ground truth")
+    if p["gt"] == "filled" and metrics.get("test_depth_filled") is False:
+        # A folder source's test files carry one depth: `depth` is the raw depth there.
+        gt = (
+            "the test files' depth, which is **raw**: they have no separately filled depth, so `eval.gt: filled` "
+            "scores the raw depth here (pixels without a measurement are excluded)"
+        )
     crop = {
         "eigen": "inside the **Eigen crop** (rows 45–471, columns 41–601 of the 480×640 frame)",
         "none": "over the **full frame** (no crop)",
@@ -92,18 +102,19 @@ def summary_section(metrics: dict[str, Any], params: Params) -> list[Block]:
 def published_section(metrics: dict[str, Any], params: Params) -> list[Block]:
     """Published NYUDv2 results beside ours, each with its data and protocol (real NYUDv2 only)."""
     blocks: list[Block] = [Heading("Published NYUDv2 results")]
-    if not published.is_comparable(str(metrics["source"])):
-        return blocks + [Paragraph(published.omitted_note(str(metrics["source"])))]
+    test_source = str(metrics.get("test_source", metrics["source"]))  # the folder source may test on NYU's 654
+    if not published.is_comparable(test_source):
+        return blocks + [Paragraph(published.omitted_note(test_source))]
     p = metrics["protocol"]
     crop = {"eigen": "Eigen crop", "none": "no crop"}.get(p["crop"], f"{p['crop']} crop")
     ours_protocol = f"{p['gt']} ground truth, {crop}, {p['min_depth']:g}–{p['max_depth']:g} m"
-    ours_training = (
-        f"the 795 labeled training images, less the validation scenes ({params.preprocess.val_fraction:.0%})"
-    )
+    folder = metrics["source"] == "folder"
+    trained_on = "the frames of `data.folder.train_list`" if folder else "the 795 labeled training images"
+    ours_training = f"{trained_on}, less the validation scenes ({params.preprocess.val_fraction:.0%})"
     intro = (
         f"For context only — **{published.NOT_REPRODUCED}**. These models were trained on tens of thousands of "
-        "frames from NYUDv2's raw videos with large pre-trained encoders; ours sees only the labeled training "
-        "images, from scratch. Protocols also differ (raw or filled ground truth, crop, flip test-time "
+        f"frames from NYUDv2's raw videos with large pre-trained encoders; ours sees only {trained_on}, "
+        "from scratch. Protocols also differ (raw or filled ground truth, crop, flip test-time "
         "augmentation, metrics averaged per image or pooled over all pixels), so differences of a few "
         "hundredths are not meaningful: compare rows whose last three columns agree."
     )
