@@ -16,8 +16,6 @@ first `/`. `train_log.tsv` and `metrics.json` keep their names (`dvc exp show` a
 
 from __future__ import annotations
 
-from pipeline.metrics import METRIC_NAMES
-
 SECTIONS = ("train", "val", "test", "baseline", "system")
 # train_log.tsv columns that are not `<section>_<name>`.
 _TRAIN_COLUMNS = {"lr": "train/lr", "images_per_s": "train/images_per_s", "seconds": "train/epoch_seconds"}
@@ -33,6 +31,8 @@ def mlflow_key(name: str) -> str:
     for prefix, section in _PREFIXES.items():
         if name.startswith(prefix):
             return section + name[len(prefix) :]
+    from pipeline.metrics import METRIC_NAMES  # here: importing the package must not import torch
+
     if name in METRIC_NAMES:
         return f"test/{name}"
     return name
