@@ -55,8 +55,10 @@ def as_images(model_input: Any) -> tuple[np.ndarray, bool]:
     Raises:
         MlflowException: (INVALID_PARAMETER_VALUE) naming what was given and what is expected.
     """
+    array = model_input
     try:
-        array = np.asarray(model_input.tolist() if isinstance(model_input, np.ndarray) else model_input)
+        if not isinstance(array, np.ndarray) or array.dtype == object:  # nested lists (JSON): numbers inside
+            array = np.asarray(array.tolist() if isinstance(array, np.ndarray) else array)
     except (ValueError, TypeError):
         raise _bad_input("expected RGB images of one size: an (H, W, 3) or (N, H, W, 3) array") from None
     if array.ndim not in (3, 4) or array.shape[-1] != 3 or 0 in array.shape:
