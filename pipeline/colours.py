@@ -44,7 +44,8 @@ def colourise(values: np.ndarray, cmap: str, vmax: float) -> np.ndarray:
     The array form of `imshow(values, cmap=colormap(cmap), vmin=0, vmax=vmax)` over a
     black background, for images drawn without a figure (MLflow's per-epoch panels).
     """
-    masked = np.ma.masked_invalid(values)
-    scaled = np.ma.clip(masked / vmax, 0.0, 1.0)
-    rgba = colormap(cmap)(scaled, bytes=True)  # (H, W, 4) uint8; alpha 0 where masked
-    return rgba[..., :3] * (rgba[..., 3:] > 0)  # transparent pixels -> black (HOLE_COLOUR)
+    x = np.ma.filled(np.ma.asarray(values, dtype=np.float32), np.nan)  # masked -> NaN: one kind of hole
+    hole = ~np.isfinite(x)
+    rgb = colormap(cmap)(np.clip(np.where(hole, 0.0, x) / vmax, 0.0, 1.0), bytes=True)[..., :3]  # (H, W, 3)
+    rgb[hole] = 0  # HOLE_COLOUR
+    return rgb

@@ -10,6 +10,7 @@ spaced over the validation split, read once.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,7 @@ def _row(rgb: np.ndarray, gt: np.ndarray, pred: np.ndarray) -> list[np.ndarray]:
     ]
 
 
+@functools.lru_cache(maxsize=4)  # the same strip every epoch
 def _legend(width: int, tile_w: int) -> np.ndarray:
     """(LEGEND_H, width, 3) uint8: the depth bar under ground truth and prediction, the error bar under error."""
     from PIL import Image, ImageDraw
