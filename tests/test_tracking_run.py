@@ -185,7 +185,7 @@ def test_models_serve_answers_a_rest_request_with_a_depth_map(tracked: TrackedRu
             urllib.request.urlopen(bad, timeout=60)
     assert depth.shape == (2, 20, 30)
     np.testing.assert_allclose(depth, _reference(tracked, images), rtol=1e-5, atol=1e-6)
-    assert "(H, W, 3)" in err.value.read().decode()  # the error says what the model takes
+    assert err.value.code == 400 and "(H, W, 3)" in err.value.read().decode()  # a bad request, saying why
 
 
 def test_a_registry_failure_warns_and_keeps_the_logged_model(tracked: TrackedRun, monkeypatch, caplog):
