@@ -120,8 +120,10 @@ def test_the_best_model_is_logged_and_registered(tracked: TrackedRun):
     run = tracked.client.get_run(tracked.run_id)
     (output,) = run.outputs.model_outputs
     model = tracked.client.get_logged_model(output.model_id)
-    best_epoch = load_model(tracked.root / tracked.params.paths.model)[1]["epoch"]
-    assert model.source_run_id == tracked.run_id and output.step == best_epoch
+    meta = load_model(tracked.root / tracked.params.paths.model)[1]
+    assert model.source_run_id == tracked.run_id and output.step == meta["epoch"]
+    linked = {m.key: m.value for m in model.metrics if m.step == meta["epoch"]}  # the Models tab's columns
+    assert linked["val/abs_rel"] == pytest.approx(meta["val_metrics"]["val_abs_rel"])
     (found,) = tracked.client.search_model_versions(f"name='{MODEL}'")
     version = tracked.client.get_model_version(MODEL, found.version)
     assert str(version.version) == "1" and version.status == "READY" and version.run_id == tracked.run_id

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mlflow.entities import DatasetInput
     from torch import nn
 
+    from pipeline.config import Params
     from pipeline.tracking.panels import PanelImages
 
 log = logging.getLogger(__name__)
@@ -241,13 +242,23 @@ class Tracker:
         client, run_id = self._live
         client.log_inputs(run_id, datasets=inputs)
 
-    def log_splits(self, params: Any, processed_dir: Path, splits: tuple[str, ...]) -> None:
-        """Logs the processed `splits` (e.g. ("train", "val")) as the run's dataset inputs."""
+    def log_splits(self, params: Params, processed_dir: Path, splits: tuple[str, ...]) -> None:
+        """Logs the processed `splits` (e.g. ("train", "val")) as the run's dataset inputs.
+
+        A split file that cannot be read warns and is not logged (the stage reports it
+        itself where it matters); the tracker stays active.
+        """
         if not self.active:
             return
         from pipeline.tracking.datasets import split_input
 
-        self.log_inputs([split_input(params, processed_dir, split) for split in splits])
+        try:
+            inputs = [split_input(params, processed_dir, split) for split in splits]
+        except Exception as e:
+            log.warning("MLflow: could not describe the processed data (%s: %s); no dataset logged",
+                        type(e).__name__, e)  # fmt: skip
+            return
+        self.log_inputs(inputs)
 
     def log_val_panels(self, net: nn.Module, val_path: Path, n_images: int, step: int) -> None:
         """Logs the depth panels of `n_images` fixed validation images at `step` (`panels.PANEL_KEY`).
