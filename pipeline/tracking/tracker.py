@@ -279,7 +279,7 @@ class Tracker:
             log.warning("MLflow: could not draw the validation depth panels (%s: %s); not logging them",
                         type(e).__name__, e)  # fmt: skip
             return
-        self._log_image(panels.PANEL_KEY, image, step)
+        self._log_image(panels.PANEL_KEY, panels.panel_png(image), step)
 
     @_never_raises
     def _log_image(self, key: str, image: Any, step: int) -> None:
