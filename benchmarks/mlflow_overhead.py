@@ -11,7 +11,8 @@ and its thumbnail, tag the run) and the logging of the MLflow model at the end. 
 panel cost is compared with the epoch time (the train log's `seconds`: training and
 validation). The last line printed is a JSON object: epoch_s (median), panel_s (median
 of the epochs after the first), first_panel_s, panel_share (panel_s / epoch_s),
-predict_s (the forward pass inside panel_s), log_model_s.
+predict_s (the forward pass inside panel_s), min_share (fastest panel / fastest epoch:
+the least disturbed by other load), log_model_s.
 """
 
 from __future__ import annotations
@@ -86,11 +87,14 @@ def main() -> None:
         "first_panel_s": round(panel_calls[0], 4),
         "panel_share": round(panel_s / epoch_s, 4),
         "predict_s": round(statistics.median(predict_calls[1:]), 4) if len(predict_calls) > 1 else None,
+        # The fastest epoch and panel: the least disturbed by other load on the machine.
+        "min_share": round(min(panel_calls[1:], default=float("nan")) / min(seconds), 4),
         "log_model_s": round(model_calls[0], 3),
     }
     print(f"epoch {epoch_s:.3f} s (median of {len(seconds)}); panels {panel_s * 1000:.1f} ms per epoch "
           f"({out['panel_share']:.1%} of an epoch; first call {panel_calls[0] * 1000:.0f} ms, reading the images); "
-          f"of which the forward pass {out['predict_s'] * 1000:.1f} ms; "
+          f"of which the forward pass {out['predict_s'] * 1000:.1f} ms; fastest panel / fastest epoch "
+          f"{out['min_share']:.1%}; "
           f"logging the MLflow model {model_calls[0]:.2f} s once")  # fmt: skip
     print(json.dumps(out))
 
