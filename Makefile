@@ -43,9 +43,14 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Prints the experiment's runs table in the model-training view (README: "The MLflow UI")
+# before starting the UI; creates the store and experiment if they do not exist yet.
 MLFLOW_URI ?= sqlite:///$(CURDIR)/mlflow.db
+MLFLOW_UI_PORT ?= 5000
 mlflow-ui: venv
-	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_URI)" --host 127.0.0.1 --port 5000
+	@MLFLOW_TRACKING_URI="$(MLFLOW_URI)" $(BIN)/python -m pipeline.tracking params.yaml \
+	  --ui-url http://127.0.0.1:$(MLFLOW_UI_PORT) || true
+	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_URI)" --host 127.0.0.1 --port $(MLFLOW_UI_PORT)
 
 # A shared tracking server: database backend + proxied artifacts, on 127.0.0.1 unless
 # MLFLOW_HOST says otherwise. Point runs at it with MLFLOW_TRACKING_URI=http://HOST:PORT.

@@ -426,9 +426,23 @@ class MlflowParams(Section):
     enabled: bool
     """false: no MLflow at all. An unreachable store only warns, never fails a stage."""
     experiment: str
+    """Created as a custom-model experiment (tag `mlflow.experimentKind`), so the UI opens its runs table."""
+    registered_model: str
+    """The Model Registry name the best model is registered under as a new version; '' = log it, don't register."""
+    system_metrics: bool
+    """Log CPU, memory, disk and network (and GPU with nvidia-ml-py) during training as `system/*` metrics."""
+    system_metrics_interval: float
+    """Seconds between system-metric samples (MLflow's default is 10)."""
+    val_images: int
+    """Validation images drawn each validated epoch as RGB | ground truth | prediction | error; 0 = none."""
 
     def _ranges(self) -> Iterator[tuple[str, bool, str]]:
         yield "experiment", bool(self.experiment.strip()), "a non-empty name"
+        name = self.registered_model
+        ok_name = name == "" or (name.strip() == name and not any(c in name for c in "/\\:%"))
+        yield "registered_model", ok_name, "a name without / \\ : % or surrounding spaces, or '' to not register"
+        yield "system_metrics_interval", 1 <= self.system_metrics_interval <= 3600, "seconds in 1..3600"
+        yield "val_images", 0 <= self.val_images <= 16, "an integer in 0..16"
 
 
 @dataclass(frozen=True)

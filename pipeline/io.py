@@ -53,13 +53,22 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB chunks (never the whole file in memory)."""
-    h = hashlib.sha256()
+def _hash_file(path: str | Path, algorithm: str, chunk_bytes: int) -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(chunk_bytes):
             h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB chunks (never the whole file in memory)."""
+    return _hash_file(path, "sha256", chunk_bytes)
+
+
+def md5_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """MD5 hex digest of a file, in chunks: the hash DVC 3 records for a file (of its bytes as they are)."""
+    return _hash_file(path, "md5", chunk_bytes)
 
 
 def _remove_stale_staging(out_dir: Path) -> None:

@@ -53,6 +53,6 @@ make demo: done -- experiment '$name'
   model                                models/model.pt
   metrics                              reports/metrics.json
   report                               reports/report.html   (open in a browser; also report.md)
-Compare runs:  dvc exp show      |  make mlflow-ui  (http://127.0.0.1:5000)
+Compare runs:  dvc exp show      |  make mlflow-ui  (prints the runs table's URL, http://127.0.0.1:5000/#/...)
 Your params.yaml is unchanged: 'dvc repro' runs the real NYUDv2 pipeline.
 MSG

@@ -63,6 +63,16 @@ def params() -> Params:
     return shrunk_params()
 
 
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite store with its tables but no experiment: copying it skips ~2 s of migrations per store."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skips `@pytest.mark.cuda` tests, with the reason, where no CUDA GPU is visible."""
     import torch

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 BIN = Path(sys.executable).parent
 
@@ -34,18 +37,30 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 90.0) -> Non
 
 
 @contextlib.contextmanager
-def _serve(cmd: list[str], health_url: str, log: Path) -> Iterator[None]:
+def _serve(cmd: list[str], health_url: str, log: Path, **popen: Any) -> Iterator[None]:
+    """Runs `cmd` in its own process group until the block ends, once `health_url` answers.
+
+    The whole group is stopped: `mlflow models serve` runs the real server (uvicorn) as a child.
+    """
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **popen)
         try:
             _wait_http(health_url, proc)
             yield
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process group `proc` leads, then SIGKILL after 20 s."""
+    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @contextlib.contextmanager
@@ -71,6 +86,22 @@ def mlflow_server(workdir: Path, backend: str | None = None) -> Iterator[str]:
         "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     with _serve(cmd, f"{url}/health", workdir / "mlflow-server.log"):
+        yield url
+
+
+@contextlib.contextmanager
+def model_server(model_uri: str, workdir: Path, env: dict[str, str]) -> Iterator[str]:
+    """`mlflow models serve` of `model_uri` with the local environment manager; yields its URL.
+
+    `env` must hold the tracking URI of a `models:/` URI; the venv's bin folder is put on
+    PATH, where the server looks for `uvicorn`.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+           "-h", "127.0.0.1", "-p", str(port), "-w", "1"]  # fmt: skip
+    env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
+    with _serve(cmd, f"{url}/ping", workdir / "model-server.log", env=env, cwd=workdir):
         yield url
 
 

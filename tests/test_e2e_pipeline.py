@@ -76,11 +76,15 @@ def test_two_experiments_show_in_dvc_and_mlflow(repo: Path):
         assert name in runs, f"no MLflow run named {name}: {sorted(runs)}"
         r = runs[name]
         assert float(r.data.params["loss.lambda"]) == float(lam)
-        assert "abs_rel" in r.data.metrics
-        history = client.get_metric_history(r.info.run_id, "val_abs_rel")
+        assert "test/abs_rel" in r.data.metrics and "baseline/abs_rel" in r.data.metrics
+        history = client.get_metric_history(r.info.run_id, "val/abs_rel")
         assert sorted(m.step for m in history) == [1, 2]
         artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
-        assert {"report.html", "metrics.json", "model"} <= artifacts, artifacts
+        assert {"report.html", "metrics.json", "model", "images"} <= artifacts, artifacts
+        assert {i.tags[0].value for i in r.inputs.dataset_inputs} == {"train", "val", "test"}
+    # Each experiment registered its best model as a new version, from its own run.
+    versions = client.search_model_versions("name='nyu-depth-unet'")
+    assert sorted(v.run_id for v in versions) == sorted(runs[n].info.run_id for n in ("lam-zero", "lam-one"))
 
 
 def test_eval_param_change_reruns_only_evaluate_and_report(repo: Path):
@@ -120,7 +124,7 @@ def test_three_queued_experiments_with_two_workers_lose_nothing(repo: Path):
         assert name in records, f"{name} missing: {status}"
         _, metrics = _params_and_metrics(records[name])
         assert metrics["abs_rel"] > 0 and metrics["mlflow_run_id"]
-        assert name in runs and "abs_rel" in runs[name].data.metrics
+        assert name in runs and "test/abs_rel" in runs[name].data.metrics
         assert runs[name].info.status == "FINISHED"
         assert metrics["mlflow_run_id"] == runs[name].info.run_id
         assert {"report.html", "metrics.json"} <= {a.path for a in client.list_artifacts(runs[name].info.run_id)}

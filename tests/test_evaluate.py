@@ -321,9 +321,13 @@ def test_missing_model_is_a_clear_error_and_writes_nothing(tmp_path, monkeypatch
 class FakeTracker:
     def __init__(self) -> None:
         self.metrics, self.artifacts, self.ended, self.run_id = {}, [], False, "run123"
+        self.splits: list[str] = []
 
     def log_metrics(self, m, step=None):
         self.metrics.update(m)
+
+    def log_splits(self, params, processed_dir, splits):
+        self.splits += splits
 
     def log_artifact(self, path):
         self.artifacts.append(Path(path).name)
@@ -345,3 +349,4 @@ def test_evaluate_logs_to_the_training_run(tmp_path, monkeypatch):
     assert {k: fake.metrics[k] for k in METRIC_NAMES} == {k: metrics[k] for k in METRIC_NAMES}
     assert all(fake.metrics[f"baseline_{k}"] == metrics["baseline"][k] for k in METRIC_NAMES)
     assert fake.artifacts == ["metrics.json", "per_image.csv", "per_scene_type.csv"]
+    assert fake.splits == ["test"]  # the run's dataset input for the test split

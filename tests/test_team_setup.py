@@ -78,8 +78,12 @@ def test_pipeline_logs_to_a_shared_mlflow_server(tmp_path: Path):
         data = named[0]["data"]
         metrics = {m["key"] for m in data["metrics"]}
         params = {p["key"]: p["value"] for p in data["params"]}
-        assert {"abs_rel", "delta1", "val_abs_rel"} <= metrics
+        assert {"test/abs_rel", "test/delta1", "val/abs_rel"} <= metrics
         assert params["loss.lambda"] == "0.5"
+        # The best model went through the server too: logged (artifacts proxied) and registered.
+        registered = _rest(url, "registered-models/get?name=nyu-depth-unet", None)["registered_model"]
+        (version,) = registered["latest_versions"]
+        assert version["run_id"] == named[0]["info"]["run_id"] and version["source"].startswith("models:/m-")
     # Credentials only ever come from the environment: never in params, tags, files or logs.
     everything = json.dumps(named[0]) + proc.stdout + proc.stderr
     for f in ["models/mlflow_run.json", "reports/metrics.json", "reports/report.html", "reports/report.md"]:
@@ -108,9 +112,9 @@ def test_tracking_against_an_mlflow_server_on_postgresql(tmp_path: Path, monkeyp
         got = _rest(url, "runs/get?run_id=" + run_id, None)["run"]
         with urllib.request.urlopen(f"{url}/api/2.0/mlflow/artifacts/list?run_id={run_id}", timeout=30) as r:
             artifacts = [f["path"] for f in json.loads(r.read()).get("files", [])]
-        history = _rest(url, f"metrics/get-history?run_id={run_id}&metric_key=val_abs_rel", None)["metrics"]
+        history = _rest(url, f"metrics/get-history?run_id={run_id}&metric_key=val%2Fabs_rel", None)["metrics"]
     assert got["info"]["run_name"] == "on-postgres" and got["info"]["status"] == "FINISHED"
     assert {p["key"]: p["value"] for p in got["data"]["params"]}["loss.lambda"] == "0.5"
-    assert {m["key"]: m["value"] for m in got["data"]["metrics"]}["abs_rel"] == 0.2
+    assert {m["key"]: m["value"] for m in got["data"]["metrics"]}["test/abs_rel"] == 0.2
     assert sorted(m["step"] for m in history) == [1, 2, 3]
     assert "metrics.json" in artifacts

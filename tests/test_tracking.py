@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from pipeline.config import Params, load_params
@@ -40,15 +41,8 @@ def clean_env(monkeypatch, tmp_path):
 
 @pytest.fixture
 def params() -> Params:
-    return shrunk_params(mlflow={"enabled": True, "experiment": EXPERIMENT})
-
-
-@pytest.fixture(scope="session")
-def template_db(tmp_path_factory) -> Path:
-    """A store with MLflow's tables but no experiment: copying it skips ~2 s of migrations per test."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
+    # System metrics off: their thread would outlive tests that never end their run (tests/test_tracking_ui.py).
+    return shrunk_params(mlflow={"enabled": True, "experiment": EXPERIMENT, "system_metrics": False})
 
 
 @pytest.fixture
@@ -104,8 +98,6 @@ def test_init_store_creates_experiment_once_under_dvc_root(monkeypatch, root, tm
 
 
 def test_start_run_name_tags_and_all_params(monkeypatch, root, params):
-    import torch
-
     monkeypatch.setenv("DVC_EXP_NAME", "brisk-lamb")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "0123abcd" * 5)
     tracker = start_run(params, root)
@@ -155,10 +147,10 @@ def test_metric_history_has_epoch_steps_in_few_batches(monkeypatch, root, params
     calls.clear()
     tracker.log_metrics_history(rows)
     assert len(calls) == 2  # 1200 values, at most 1000 per request
-    history = client_for(root).get_metric_history(tracker.run_id, "val_abs_rel")
+    history = client_for(root).get_metric_history(tracker.run_id, "val/abs_rel")
     got = sorted((m.step, m.value) for m in history)
     assert got == [(r["epoch"], pytest.approx(r["val_abs_rel"])) for r in rows]
-    assert not client_for(root).get_metric_history(tracker.run_id, "epoch")
+    assert set(client_for(root).get_run(tracker.run_id).data.metrics) == {"train/loss", "val/abs_rel", "train/lr"}
 
 
 def test_resume_run_reopens_the_same_run(root, params, tmp_path):
@@ -177,7 +169,7 @@ def test_resume_run_reopens_the_same_run(root, params, tmp_path):
     evaluate.end()
     run = client_for(root).get_run(train.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.metrics == {"train_loss": 0.4, "abs_rel": 0.12, "delta1": 0.8}
+    assert run.data.metrics == {"train/loss": 0.4, "test/abs_rel": 0.12, "test/delta1": 0.8}
 
 
 def test_resume_run_changed_param_keeps_first_value_and_stays_active(root, params, tmp_path, caplog):
@@ -189,7 +181,7 @@ def test_resume_run_changed_param_keeps_first_value_and_stays_active(root, param
     evaluate.log_metrics({"abs_rel": 0.2})
     data = client_for(root).get_run(train.run_id).data
     assert data.params["loss.lambda"] == str(params.loss.lam) and data.params["eval.extra"] == "3"
-    assert data.metrics["abs_rel"] == 0.2
+    assert data.metrics["test/abs_rel"] == 0.2
 
 
 @pytest.mark.parametrize("content", [None, '{"run_id": null}', '{"run_id": "0123456789abcdef0123456789abcdef"}'])
@@ -204,8 +196,6 @@ def test_resume_run_without_a_usable_run_id_starts_a_new_run(root, params, tmp_p
 
 
 def test_artifacts_and_model_land_under_the_roots_mlartifacts(root, params, tmp_path):
-    import torch
-
     from pipeline.io import sha256_file
     from pipeline.model import UNet, load_model, save_model
 
@@ -248,6 +238,11 @@ def exercise(tracker: Tracker, tmp_path: Path) -> None:
     tracker.log_artifact(tmp_path / "f.txt")
     tracker.log_artifacts(tmp_path)
     tracker.log_model(tmp_path / "f.txt")
+    tracker.log_servable_model(tmp_path / "f.txt", "some-model", step=1)
+    tracker.log_inputs([])
+    tracker.log_splits(shrunk_params(), tmp_path, ("train",))
+    tracker.log_val_panels(torch.nn.Identity(), tmp_path / "val.h5", 2, step=1)
+    tracker.start_system_metrics(1.0)
     tracker.set_tags({"t": "v"})
     tracker.end()
 

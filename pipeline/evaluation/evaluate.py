@@ -95,7 +95,7 @@ def metrics_summary(
 
 
 def _log_to_run(tracker: Tracker, paths: PathsParams, metrics: dict[str, Any]) -> None:
-    """Logs the test metrics (same names as metrics.json, baseline_<name>) and the tables."""
+    """Logs the test metrics (metrics.json's names and baseline_<name>: MLflow's test/, baseline/) and the tables."""
     flat = {k: metrics[k] for k in METRIC_NAMES} | {f"baseline_{k}": v for k, v in metrics["baseline"].items()}
     tracker.log_metrics({k: v for k, v in flat.items() if v is not None})
     for path in (paths.metrics, paths.per_image, paths.per_scene_type):
@@ -142,6 +142,7 @@ def run(params: Params, root: Path, device: str = "auto") -> dict[str, Any]:
         metrics = metrics_summary(result, params, train_hw, baseline, mlflow_run_id=tracker.run_id, **info)
         write_json_atomic(paths.metrics, metrics)
         _log_to_run(tracker, paths, metrics)
+        tracker.log_splits(params, processed, ("test",))  # the run's dataset input, context "test"
     if result.nonfinite_pixels:
         log.warning(
             "%d predicted test pixel(s) were NaN or infinite; scored as eval.min_depth (NaN, -inf) or "

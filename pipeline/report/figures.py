@@ -15,15 +15,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from pipeline.colours import DEPTH_CMAP, ERROR_CMAP, ERROR_VMAX, HOLE_COLOUR, abs_rel_map, colormap, hole_mask
 from pipeline.metrics import eigen_crop_bounds
 from pipeline.report.tables import metric_label
 
 DPI = 100
-ERROR_VMAX = 0.5  # abs rel shown up to 50%; anything worse is saturated (colour bar "extends")
-DEPTH_CMAP = "viridis"  # perceptually uniform; its darkest colour is purple, not the black of holes
-# Error: pale yellow (exact) to dark red (50% off). No black in it, so black can mean "no ground truth".
-ERROR_CMAP = "YlOrRd"
-HOLE_COLOUR = "black"  # ground-truth holes: transparent pixels over a black axes background
 
 
 def save_png(fig: Figure, path: Path) -> Path:
@@ -94,25 +90,12 @@ def depth_vmax(gt: np.ndarray, pred: np.ndarray, max_depth: float) -> float:
     return min(top, max_depth) if top > 0 else max_depth
 
 
-def abs_rel_map(gt: np.ndarray, pred: np.ndarray) -> np.ma.MaskedArray:
-    """|pred - gt| / gt per pixel, masked where there is no ground truth (gt <= 0 or not finite)."""
-    hole = ~(np.isfinite(gt) & (gt > 0))
-    safe = np.where(hole, 1.0, gt)  # avoids 0-division warnings; those pixels are masked anyway
-    return np.ma.masked_array(np.abs(pred - safe) / safe, mask=hole)
-
-
 def _image_axes(ax: Axes) -> None:
     ax.set_facecolor(HOLE_COLOUR)
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
-
-
-def _cmap(name: str) -> Any:
-    from matplotlib import colormaps
-
-    return colormaps[name].with_extremes(bad=(0, 0, 0, 0))  # holes transparent: HOLE_COLOUR shows through
 
 
 def plot_qualitative_grid(
@@ -133,9 +116,9 @@ def plot_qualitative_grid(
     fig = Figure(figsize=(fig_w, k * (image_h + 0.08) + 1.1), layout="constrained")
     axes = np.asarray(fig.subplots(k, 4, squeeze=False))
     vmax = depth_vmax(gt, pred, max_depth)
-    depth_cmap, err_cmap = _cmap(DEPTH_CMAP), _cmap(ERROR_CMAP)
+    depth_cmap, err_cmap = colormap(DEPTH_CMAP), colormap(ERROR_CMAP)
     for i in range(k):
-        gt_i = np.ma.masked_array(gt[i], mask=~(np.isfinite(gt[i]) & (gt[i] > 0)))
+        gt_i = np.ma.masked_array(gt[i], mask=hole_mask(gt[i]))
         axes[i, 0].imshow(rgb[i])
         im_depth = axes[i, 1].imshow(gt_i, cmap=depth_cmap, vmin=0, vmax=vmax)
         axes[i, 2].imshow(pred[i], cmap=depth_cmap, vmin=0, vmax=vmax)

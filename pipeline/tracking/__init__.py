@@ -1,7 +1,10 @@
 """MLflow tracking behind one small API; MLflow is optional and never fails the pipeline.
 
-    tracker = start_run(params, repo_root)          # train
-    tracker.log_metrics_history(rows)               # per-epoch values, step = epoch
+    tracker = start_run(params, repo_root)          # train (samples system metrics until it ends)
+    tracker.log_metrics_history(rows)               # per-epoch values, step = epoch, as train/... val/...
+    tracker.log_splits(params, processed, ("train", "val"))   # dataset inputs
+    tracker.log_val_panels(net, val_file, n, epoch)  # depth panels for the UI's image grid
+    tracker.log_servable_model(model_pt, name, best_epoch)    # pyfunc logged model, registered
     tracker.write_run_id(params.paths.run_id)       # evaluate and report reopen the run
     tracker = resume_run(params, params.paths.run_id)
 

@@ -41,6 +41,10 @@ def run_tags(params: Params, root: Path) -> dict[str, str]:
 
     version = code_version(root)
     tags = {
+        # The runs table's Source column: the pipeline's entry point (the run spans train,
+        # evaluate and report) and its commit.
+        "mlflow.source.name": "dvc.yaml",
+        "mlflow.source.type": "LOCAL",
         "mlflow.source.git.commit": version.commit,
         "git.dirty": str(version.dirty).lower(),
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME"),
@@ -63,7 +67,7 @@ def _new_run(client: MlflowClient, uri: str, experiment_id: str, params: Params,
 
 
 def start_run(params: Params, repo_root: str | Path | None = None) -> Tracker:
-    """Starts the pipeline's MLflow run (train). Never raises.
+    """Starts the pipeline's MLflow run (train), sampling system metrics if `mlflow.system_metrics`. Never raises.
 
     Args:
         params: the pipeline params; all of them are logged as run params (secrets excluded).
@@ -77,11 +81,14 @@ def start_run(params: Params, repo_root: str | Path | None = None) -> Tracker:
     root = resolve_root(repo_root)
     try:
         client, uri, experiment_id = open_store(params, root)
-        return _new_run(client, uri, experiment_id, params, root)
+        tracker = _new_run(client, uri, experiment_id, params, root)
     except Exception as e:
         uri = tracking_uri(root)
         warn_unavailable(uri, e)
         return Tracker(uri=uri)  # no run, but the run-id file still says which store failed
+    if params.mlflow.system_metrics:
+        tracker.start_system_metrics(params.mlflow.system_metrics_interval)  # until the run ends
+    return tracker
 
 
 def read_run_id(path: str | Path) -> str | None:

@@ -39,6 +39,9 @@ SQLITE_CHECK_TIMEOUT_S = 20.0
 # A remote server gets one quick try when the stage starts, instead of MLflow's default
 # 7 retries with exponential backoff (minutes) before we learn it is down.
 HTTP_CHECK_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+# MLflow 3's UI opens an experiment by its kind: without this tag a fresh browser lands on
+# the GenAI overview (traces, token usage); with it, on the runs table of model training.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def resolve_root(repo_root: str | Path | None = None) -> Path:
@@ -149,13 +152,18 @@ def _fail_fast_http(uri: str) -> Iterator[None]:
 
 
 def _get_or_create_experiment(client: MlflowClient, name: str, location: str | None) -> str:
-    """The experiment's id, creating it if needed; tolerates another process creating it first."""
+    """The experiment's id, creating it if needed; tolerates another process creating it first.
+
+    A new experiment is created as a custom-model one (`EXPERIMENT_KIND`); an existing
+    one without a kind gets it the first time the pipeline uses it. A kind someone set
+    by hand is left alone.
+    """
     from mlflow.exceptions import MlflowException
 
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
-            return client.create_experiment(name, artifact_location=location)
+            return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
         except MlflowException as e:
             if e.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -166,6 +174,9 @@ def _get_or_create_experiment(client: MlflowClient, name: str, location: str | N
         # A deleted experiment still owns its name; runs cannot be created in it.
         log.warning("MLflow experiment '%s' was deleted; restoring it", name)
         client.restore_experiment(exp.experiment_id)
+    for key, value in EXPERIMENT_KIND.items():
+        if key not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, key, value)
     return exp.experiment_id
 
 

@@ -18,11 +18,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.io import sha256_file, write_json_atomic
+from pipeline.tracking.names import mlflow_key
 from pipeline.tracking.redact import redact_uri, safe_items
 from pipeline.tracking.store import warn_unavailable
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import DatasetInput
+    from torch import nn
+
+    from pipeline.config import Params
+    from pipeline.tracking.panels import PanelImages
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +38,6 @@ MAX_TAGS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAM_CHARS = 6000  # longer values are rejected by the store
 MAX_TAG_CHARS = 5000
-
-MODEL_README = """\
-{name}: the U-Net checkpoint of this run, saved by pipeline.model.save_model: a dict of
-plain types and tensors (`format_version`, `state_dict`, `model_config`, `rgb_mean`,
-`rgb_std`, `params`, `epoch`, `val_metrics`, ...) that loads with weights_only=True.
-It is not an MLflow model flavour: MLflow's pt2 export would fix the input size.
-
-Load it from a checkout of the pipeline's repository (any input size the U-Net accepts):
-
-    from pipeline.model import load_model
-    model, meta = load_model("{name}", map_location="cpu")  # in eval mode
-    depth = model(rgb)  # rgb (B,3,H,W) in [0,1] -> depth (B,1,H,W) in metres
-
-Download: mlflow artifacts download -r {run_id} -a model -d .
-sha256 of {name}: {sha256}
-"""
 
 
 def _as_float(value: Any) -> float | None:
@@ -96,6 +86,9 @@ class Tracker:
         self._experiment_id = experiment_id
         self._uri = uri
         self._warned = False
+        self._monitor: Any = None  # mlflow's SystemMetricsMonitor, while it samples
+        self._panels: PanelImages | None = None  # the validation images drawn every epoch, read once
+        self._panels_failed = False
 
     @property
     def run_id(self) -> str | None:
@@ -142,7 +135,11 @@ class Tracker:
 
     @_never_raises
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        """Logs metrics at one step (MLflow's default step 0 when None); non-numbers are skipped."""
+        """Logs metrics at one step (MLflow's default step 0 when None); non-numbers are skipped.
+
+        Keys are the pipeline's names (train_log.tsv columns, metrics.json keys); MLflow
+        gets them grouped by section (`val_abs_rel` -> `val/abs_rel`, see `names.mlflow_key`).
+        """
         self._log_metric_rows([(step or 0, metrics)])
 
     @_never_raises
@@ -151,7 +148,7 @@ class Tracker:
 
         Args:
             rows: e.g. the train log, `[{"epoch": 1, "train_loss": 0.3, "val_abs_rel": 0.2}, ...]`;
-                keys are used as metric names. A row without `step_key` uses its index.
+                keys are sectioned as in `log_metrics`. A row without `step_key` uses its index.
             step_key: the column holding the step; it is not logged as a metric.
         """
         self._log_metric_rows(
@@ -163,7 +160,7 @@ class Tracker:
 
         now_ms = int(time.time() * 1000)
         metrics = [
-            Metric(key, x, now_ms, step)
+            Metric(mlflow_key(key), x, now_ms, step)
             for step, values in rows
             for key, value in values.items()
             if (x := _as_float(value)) is not None  # NaN is kept: a diverged loss is worth seeing
@@ -206,6 +203,8 @@ class Tracker:
         if not Path(model_path).is_file():
             log.warning("MLflow: model %s is not a file; not logged", model_path)
             return
+        from pipeline.tracking.registry import MODEL_README
+
         client, run_id = self._live
         digest = sha256_file(model_path)
         client.log_artifact(run_id, str(model_path), "model")
@@ -214,6 +213,90 @@ class Tracker:
             readme.write_text(MODEL_README.format(name=Path(model_path).name, run_id=run_id, sha256=digest))
             client.log_artifact(run_id, str(readme), "model")
         client.set_tag(run_id, "model_sha256", digest)
+
+    @_never_raises
+    def log_servable_model(self, model_path: str | Path, registered_model: str, step: int) -> None:
+        """Logs the checkpoint as the run's MLflow model (pyfunc, any image size) and registers it.
+
+        Args:
+            model_path: the best epoch's checkpoint.
+            registered_model: Model Registry name for a new version; '' = don't register.
+                A registry failure warns and leaves the tracker working.
+            step: the best epoch, whose metrics MLflow links to the model.
+        """
+        if not Path(model_path).is_file():
+            log.warning("MLflow: model %s is not a file; not logged", model_path)
+            return
+        from pipeline.tracking import registry
+
+        _, run_id = self._live
+        assert self._uri is not None  # a live tracker knows its store
+        model_id = registry.log_depth_model(self._uri, run_id, Path(model_path), step)
+        log.info("MLflow: logged model models:/%s (pyfunc)", model_id)
+        if registered_model:
+            registry.register_or_warn(self._uri, model_id, registered_model)
+
+    @_never_raises
+    def log_inputs(self, inputs: list[DatasetInput]) -> None:
+        """Links datasets to the run (`datasets.split_input`: the runs table's Dataset column)."""
+        client, run_id = self._live
+        client.log_inputs(run_id, datasets=inputs)
+
+    def log_splits(self, params: Params, processed_dir: Path, splits: tuple[str, ...]) -> None:
+        """Logs the processed `splits` (e.g. ("train", "val")) as the run's dataset inputs.
+
+        A split file that cannot be read warns and is not logged (the stage reports it
+        itself where it matters); the tracker stays active.
+        """
+        if not self.active:
+            return
+        from pipeline.tracking.datasets import split_input
+
+        try:
+            inputs = [split_input(params, processed_dir, split) for split in splits]
+        except Exception as e:
+            log.warning("MLflow: could not describe the processed data (%s: %s); no dataset logged",
+                        type(e).__name__, e)  # fmt: skip
+            return
+        self.log_inputs(inputs)
+
+    def log_val_panels(self, net: nn.Module, val_path: Path, n_images: int, step: int) -> None:
+        """Logs the depth panels of `n_images` fixed validation images at `step` (`panels.PANEL_KEY`).
+
+        The images are read from `val_path` on the first call. A failure to draw (not to
+        log) warns once and stops the panels only; the rest of the tracking goes on.
+        """
+        if not self.active or n_images == 0 or self._panels_failed:
+            return
+        from pipeline.tracking import panels
+
+        try:
+            if self._panels is None:
+                self._panels = panels.load_panel_images(val_path, n_images)
+            image = panels.render_panels(self._panels, panels.predict_panels(net, self._panels))
+        except Exception as e:
+            self._panels_failed = True
+            log.warning("MLflow: could not draw the validation depth panels (%s: %s); not logging them",
+                        type(e).__name__, e)  # fmt: skip
+            return
+        self._log_image(panels.PANEL_KEY, panels.panel_png(image), step)
+
+    @_never_raises
+    def _log_image(self, key: str, image: Any, step: int) -> None:
+        client, run_id = self._live
+        client.log_image(run_id, image, key=key, step=step)
+
+    def start_system_metrics(self, interval_s: float) -> None:
+        """Logs `system/...` metrics (CPU, memory, disk, network, NVIDIA GPUs) every `interval_s` until `end`."""
+        if self.active and self._monitor is None:
+            self._start_monitor(interval_s)
+
+    @_never_raises
+    def _start_monitor(self, interval_s: float) -> None:
+        from pipeline.tracking.system_metrics import start_monitor
+
+        _, run_id = self._live
+        self._monitor = start_monitor(run_id, self._uri or "", interval_s)
 
     def write_run_id(self, path: str | Path) -> None:
         """Writes `{"run_id", "experiment_id", "tracking_uri"}` JSON atomically (nulls when disabled).
@@ -232,7 +315,12 @@ class Tracker:
         )
 
     def end(self, status: str = "FINISHED") -> None:
-        """Marks the run FINISHED (or FAILED / KILLED); later calls do nothing."""
+        """Stops the system metrics and marks the run FINISHED (or FAILED / KILLED); later calls do nothing."""
+        if self._monitor is not None:
+            from pipeline.tracking.system_metrics import stop_monitor
+
+            stop_monitor(self._monitor)
+            self._monitor = None
         self._end(status)
         self._client = None
 

@@ -95,6 +95,8 @@ def run(params: Params, root: Path) -> dict[str, Any]:
     with tracking.start_run(params, root) as tracker:  # ends the run FINISHED, FAILED or KILLED
         result = train(params, paths, tracker, root)
         tracker.log_model(paths.model)  # state dict + config: loads at any image size
+        # The MLflow model (pyfunc, registered): serves any image size, without this repository.
+        tracker.log_servable_model(paths.model, params.mlflow.registered_model, step=result["best_epoch"] or 0)
         tracker.write_run_id(paths.run_id)
     return result
 
@@ -249,6 +251,7 @@ def _start(r: Run) -> None:
             "resumed_from_epoch": str(r.state.epoch),
         }
     )
+    r.tracker.log_splits(r.params, r.paths.processed_dir, ("train", "val"))  # the runs table's Dataset column
     # A resumed run starts a new MLflow run: give it the whole curve, not only the new epochs.
     r.tracker.log_metrics_history([{"epoch": row["epoch"], **_metrics_of(row)} for row in r.state.history])
     if r.state.best is not None:
@@ -319,6 +322,9 @@ def _finish_epoch(r: Run, row: dict[str, Any]) -> None:
     ckpt = resume.checkpoint_state(r.trainer, state, r.params, r.fingerprint, r.gens)
     resume.save_checkpoint(r.paths.resume_checkpoint, ckpt)
     r.tracker.log_metrics(_metrics_of(row), step=state.epoch)
+    if "val_loss" in row:  # depth panels of fixed validation images for the UI's image grid, step = epoch
+        val_file, n_images = r.paths.processed_dir / "val.h5", r.params.mlflow.val_images
+        r.tracker.log_val_panels(r.trainer.net, val_file, n_images, state.epoch)
     shown = " ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch" and v is not None)
     log.info("epoch %d/%d: %s", state.epoch, r.params.train.epochs, shown)
 
