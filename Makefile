@@ -26,13 +26,17 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
-# Everything (CI runs this, after `make lint`).
+# Everything (CI runs this, after `make lint`): two pytest workers (pytest-xdist; the
+# suite mostly waits on subprocesses), then the `serial` tests alone (DVC's queue
+# workers lose experiments when DVC's lock stalls on a busy machine: README, Parallel queues).
+PYTEST_WORKERS ?= 2
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not serial"
+	$(BIN)/python -m pytest -m serial
 
 # For iterating: skips the end-to-end DVC/MLflow runs (marked slow), about a minute.
 test-fast: venv
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow and not serial"
 
 lint: venv
 	$(BIN)/ruff check .

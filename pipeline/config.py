@@ -435,9 +435,12 @@ class MlflowParams(Section):
     """Seconds between system-metric samples (MLflow's default is 10)."""
     val_images: int
     """Validation images drawn each validated epoch as RGB | ground truth | prediction | error; 0 = none."""
+    lock_wait_s: float
+    """Seconds a stage waits for a sqlite store another writer holds locked before tracking goes off (a warning)."""
 
     def _ranges(self) -> Iterator[tuple[str, bool, str]]:
         yield "experiment", bool(self.experiment.strip()), "a non-empty name"
+        yield "lock_wait_s", 0 < self.lock_wait_s <= 600, "seconds in (0, 600]"
         name = self.registered_model
         ok_name = name == "" or (name.strip() == name and not any(c in name for c in "/\\:%"))
         yield "registered_model", ok_name, "a name without / \\ : % or surrounding spaces, or '' to not register"

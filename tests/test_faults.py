@@ -188,6 +188,7 @@ def test_mlflow_down_or_locked_warns_and_the_pipeline_finishes(tmp_path: Path, f
         model={"base_channels": 4, "depth": 2},
         train={**TRAIN, "epochs": 1},
         eval={"n_examples": 2},
+        mlflow={"lock_wait_s": 2},  # each of the three stages waits this long for the lock, then goes on
     )
     make_processed_dir(ws / "data/processed")
     if fault == "unreachable":

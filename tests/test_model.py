@@ -94,17 +94,8 @@ def test_rgb_normalisation_buffers() -> None:
 
 
 def test_model_config_round_trips_through_the_checkpoint_dict() -> None:
-    cfg = ModelParams(
-        encoder="unet",
-        pretrained=False,
-        weights=None,
-        base_channels=8,
-        depth=3,
-        norm="group",
-        activation="silu",
-        dropout=0.2,
-        max_depth=8.0,
-    )
+    cfg = dataclasses.replace(TINY, base_channels=8, depth=3, norm="group", activation="silu", dropout=0.2,
+                              max_depth=8.0)  # fmt: skip
     assert section_from_dict(ModelParams, to_yaml_dict(cfg)) == cfg
     with pytest.raises(ParamsError, match="unknown key 'model.width'"):
         section_from_dict(ModelParams, {**to_yaml_dict(cfg), "width": 3})

@@ -8,6 +8,7 @@ import multiprocessing
 import shutil
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -300,12 +301,14 @@ def test_corrupt_sqlite_file_warns_and_is_left_alone(tmp_path, params, caplog):
     assert (tmp_path / "mlflow.db").read_bytes() == garbage
 
 
-def test_locked_sqlite_file_warns_then_recovers(monkeypatch, root, params, caplog):
-    monkeypatch.setattr(store_mod, "SQLITE_CHECK_TIMEOUT_S", 0.2)
+def test_locked_sqlite_file_warns_then_recovers(root, params, caplog):
+    params = dataclasses.replace(params, mlflow=dataclasses.replace(params.mlflow, lock_wait_s=0.2))
     holder = sqlite3.connect(root / "mlflow.db")
     holder.execute("BEGIN EXCLUSIVE")
     try:
+        t0 = time.monotonic()
         tracker = start_run(params, root)
+        assert time.monotonic() - t0 < 10  # waited mlflow.lock_wait_s, not the default 20 s
         assert tracker.run_id is None and len(tracking_warnings(caplog)) == 1
     finally:
         holder.rollback()

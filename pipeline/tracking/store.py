@@ -33,9 +33,6 @@ DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 # A fresh store's migrations take ~2 s; waiting minutes for the lock means a stuck process.
 LOCK_TIMEOUT_S = 120.0
-# How long the pre-flight check waits for another writer to release the sqlite file.
-# MLflow itself waits 20 s per statement (PRAGMA busy_timeout), so this is comparable.
-SQLITE_CHECK_TIMEOUT_S = 20.0
 # A remote server gets one quick try when the stage starts, instead of MLflow's default
 # 7 retries with exponential backoff (minutes) before we learn it is down.
 HTTP_CHECK_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
@@ -195,7 +192,9 @@ def open_store(params: Params, root: Path) -> tuple[MlflowClient, str, str]:
     name = params.mlflow.experiment
     location = None if is_remote(uri) else artifact_location(root, name)
     with _init_lock(uri, LOCK_TIMEOUT_S), _fail_fast_http(uri):
-        _check_sqlite(uri, SQLITE_CHECK_TIMEOUT_S)
+        # How long to wait for another writer: `mlflow.lock_wait_s` (20 s by default, like
+        # MLflow's own busy timeout per statement).
+        _check_sqlite(uri, params.mlflow.lock_wait_s)
         client = MlflowClient(tracking_uri=uri)  # creates the tables of a fresh sqlite store
         experiment_id = _get_or_create_experiment(client, name, location)
     return client, uri, experiment_id
