@@ -62,7 +62,7 @@ def test_each_rank_streams_only_its_shard(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(SplitReader, "rgb_depth", spy)
     split = open_stream_split(proc / "train.h5", torch.device("cpu"), world_size=2)
-    split = type(split)(split.path, split.n, split.shape, split.device, workers=0)  # in-process, so the spy sees it
+    split = type(split)(split.path, split.n, split.shape, split.device, workers=0)  # in-process: the spy sees it
     seen = {}
     for rank in (0, 1):
         ctx = DistContext(rank=rank, world_size=2)
