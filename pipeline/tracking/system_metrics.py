@@ -33,5 +33,12 @@ def stop_monitor(monitor: Any) -> None:
     """Stops the thread and flushes the last samples; never raises."""
     try:
         monitor.finish()
+        # MLflow's loop publishes a sample only after waiting a full interval, and drops the
+        # one it holds when stopped: a run shorter than one interval logged nothing (a
+        # flaky test found it). Publish what it holds, so every run has its last sample.
+        last = monitor.aggregate_metrics()
+        if last:
+            monitor.publish_metrics(last)
+            monitor.mlflow_logger.flush()
     except Exception as e:  # mlflow logs its own errors; sampling must never fail a stage
         log.warning("MLflow: stopping the system-metrics monitor failed (%s)", e)
