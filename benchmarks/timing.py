@@ -88,6 +88,20 @@ def time_loop(tr: Trainer, data: TrainingSplit, batch: int, gen: torch.Generator
     return t
 
 
+def warm_up(tr: Trainer, data: TrainingSplit, batch: int, gen: torch.Generator, do_augment: bool) -> None:
+    """One step of the real loop (a one-batch epoch), which warms the bare step as well.
+
+    Both paths run the same forward, backward and optimiser kernels on the same shapes,
+    so one step fills the allocator's cache, creates the oneDNN/cuDNN primitives (and
+    autotunes them) and touches the weights for both; the loop's own extras (gather,
+    augmentation, progress bar) run in it too. A full warm-up epoch per path cost ~4
+    CPU steps where 1 does the job (issue 12 section 4: the benchmark's runtime).
+    """
+    ctx = DistContext()
+    batches = epoch_batches(len(data), batch, ctx, gen)[:1]  # (1, B)
+    train_epoch(tr, data, batches, gen, ctx, 0, do_augment)
+
+
 def time_bare(tr: Trainer, rgb: torch.Tensor, depth: torch.Tensor, steps: int) -> Timer:
     """`steps` forward+backward+optimiser steps on one batch ready on the device."""
     tr.model.train()
@@ -111,14 +125,23 @@ class Comparison:
 
 
 def compare(
-    run_loop: Callable[[], Timer], run_bare: Callable[[], Timer], images: int, repeats: int, report: Callable
+    run_loop: Callable[[], Timer],
+    run_bare: Callable[[], Timer],
+    images: int,
+    repeats: int,
+    report: Callable,
+    warm: Callable[[], object] | None = None,
 ) -> Comparison:
-    """Times loop and bare step alternately `repeats` times (after one warm-up of each).
+    """Times loop and bare step alternately `repeats` times, after a warm-up.
 
     Interleaving puts any slow phase of the machine on both sides; the per-repeat ratio
     compares two measurements seconds apart, and the median over repeats drops outliers.
+    `warm` is the warm-up (e.g. `warm_up`, one loop step); None runs each path once.
     """
-    run_bare(), run_loop()  # warm-up: allocator, cuDNN autotuning, compilation, first touch
+    if warm is None:  # allocator, cuDNN autotuning, compilation, first touch
+        run_bare(), run_loop()
+    else:
+        warm()
     loops, bares = [], []
     for r in range(repeats):
         loops.append(run_loop())

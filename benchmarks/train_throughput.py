@@ -11,7 +11,8 @@ device-resident split, or streamed from a processed HDF5 file by the DataLoader 
 data, and a bare forward+backward+optimiser step on one batch already in memory, on
 the current device. Their ratio is the loop's efficiency: ~1 means the data path costs
 nothing next to the model. Loop and bare step are timed alternately `--repeats` times
-after a warm-up of each, and the median of the per-repeat ratios is reported, so one
+after a one-step warm-up of the loop (which warms the bare step's kernels too), and
+the median of the per-repeat ratios is reported, so one
 disturbed repeat moves nothing (on a shared CPU the ratio by process CPU time is
 printed as well). The last line printed is a JSON object: device, data,
 loop_images_per_s, bare_images_per_s, ratio.
@@ -99,6 +100,7 @@ def main() -> None:
             lambda: timing.time_loop(tr, data, batch, gen, not a.no_augment),
             lambda: timing.time_bare(tr, rgb, depth, a.steps),
             images, a.repeats, lambda line: print(line, flush=True),
+            warm=lambda: timing.warm_up(tr, data, batch, gen, not a.no_augment),
         )  # fmt: skip
     if device.type == "cpu":
         print(f"ratio by CPU time (robust to other jobs on a shared CPU): {c.cpu_ratio:.4f}")

@@ -35,7 +35,9 @@ class Intrinsics:
     height: int
 
     def scaled(self, width: int, height: int) -> Intrinsics:
-        """The same camera's intrinsics for the image resized to `width` x `height`."""
+        """The same camera's intrinsics for the image resized to `width` x `height` (itself at its own size)."""
+        if (width, height) == (self.width, self.height):
+            return self  # exactly: (cx + 0.5) * 1 - 0.5 need not round back to cx
         sx, sy = width / self.width, height / self.height
         return Intrinsics(
             self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5, width, height

@@ -163,10 +163,16 @@ class SyntheticParams(Section):
     """Scenes, cameras and the train/test split are a pure function of it."""
     test_fraction: float
     """Share of *scenes* in the test split; NYUDv2's 795/654 is 45%."""
+    height: int
+    """Rendered frame height: NYU's 480 by default; lower (with width) renders the Kinect's view with fewer rays."""
+    width: int
+    """Rendered frame width: NYU's 640 by default (the demo renders at its training size, 128x160)."""
 
     def _ranges(self) -> Iterator[tuple[str, bool, str]]:
         yield "n_images", self.n_images >= 4, "an integer >= 4"
         yield "test_fraction", 0 < self.test_fraction < 1, "a number in (0, 1)"
+        yield "height", 16 <= self.height <= 1920, "an integer in 16..1920 (pixels)"
+        yield "width", 16 <= self.width <= 2560, "an integer in 16..2560 (pixels)"
 
 
 def _is_sha256(v: str) -> bool:

@@ -245,3 +245,22 @@ def test_stage_entry_point(raw: tuple[Path, Path], tmp_path: Path) -> None:
         run_stage("preprocess", stage.run, params_path=str(tmp_path / "params.yaml"))
     assert e.value.code == 1
     assert read_summary(tmp_path / "processed") == summary  # the good output survived
+
+
+def test_frames_of_another_size_keep_it_in_the_test_split(tmp_path: Path) -> None:
+    # The synthetic source can render smaller frames (data.synthetic.height/width): the test
+    # split stays at the file's own frame size, train/val at the training size.
+    from pipeline.config import SyntheticParams
+    from pipeline.synthetic.dataset import iter_frames, write_synthetic_nyu
+
+    synthetic = SyntheticParams(n_images=10, seed=1, test_fraction=0.45, height=72, width=96)
+    labeled, splits = tmp_path / "labeled.mat", tmp_path / "splits.mat"
+    write_synthetic_nyu(labeled, splits, synthetic)
+    out = tmp_path / "processed"
+    pp.preprocess(labeled, splits, out, PARAMS, "synthetic")
+    frames = list(iter_frames(synthetic))
+    test, train = read_split(out / "test.h5"), read_split(out / "train.h5")
+    assert test.rgb.shape[1:] == (72, 96, 3) and train.rgb.shape[1:] == (48, 64, 3)
+    for k, idx in enumerate(test.index):
+        np.testing.assert_array_equal(test.rgb[k], frames[int(idx) - 1].rgb)
+        np.testing.assert_array_equal(test.raw_depth[k], stored(frames[int(idx) - 1].raw_depth))  # to the mm

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.config import SyntheticParams
+from pipeline.camera import NYU_KINECT
+from pipeline.config import ParamsError, SyntheticParams
 from pipeline.data.matlab import HEIGHT, WIDTH
 from pipeline.data.nyu import NyuLabeled, read_splits
 from pipeline.synthetic.dataset import (
@@ -84,6 +85,38 @@ def test_floor_depth_follows_the_pinhole_model_in_every_column() -> None:
     np.testing.assert_allclose(depth[floor], np.broadcast_to(expected[:, None], (floor.sum(), WIDTH)), rtol=1e-4)
 
 
+def test_a_smaller_frame_has_the_kinects_field_of_view() -> None:
+    # 120x160 is the 480x640 frame at a quarter: the floor's depth follows the pinhole model
+    # with the scaled intrinsics, and small pixel (v, u) sees what full-resolution pixel
+    # (4v + 1.5, 4u + 1.5) sees (between its four full pixels' rays).
+    h = 1.5
+    scene = _empty_room((40.0, 3.0, 40.0))
+    cam = CameraPose((20.0, h, 0.5), yaw=0.0, pitch=0.0, roll=0.0, noise_seed=0)
+    _, small, _ = render_frame(scene, cam, size=(120, 160))
+    assert small.shape == (120, 160)
+    k = NYU_KINECT.scaled(160, 120)
+    rows = np.arange(120)
+    floor = rows > k.cy + h * k.fy / 9.0
+    np.testing.assert_allclose(small[floor], np.broadcast_to(h * k.fy / (rows[floor] - k.cy), (160, floor.sum())).T,
+                               rtol=1e-4)  # fmt: skip
+    full = trace_depth(scene, cam)
+    lo, hi = np.minimum(full[4 * rows + 1], full[4 * rows + 2]), np.maximum(full[4 * rows + 1], full[4 * rows + 2])
+    near = floor & (hi[:, 0] < 9.0)
+    assert (small[near, 0] >= lo[near, 1] - 1e-4).all() and (small[near, 0] <= hi[near, 1] + 1e-4).all()
+
+
+def test_small_frames_have_the_full_frames_holes_coarser(frames) -> None:
+    # The hole widths are the Kinect's at 480x640 scaled, so a 128x160 frame loses about
+    # the share of its pixels that the full frame loses (a slanted wall is no edge), and
+    # keeps the left border band.
+    for fr, slot in zip(frames, plan_scenes(96, 0)[:3], strict=True):
+        small = render_index(0, slot, slot.first, size=(128, 160))
+        assert small.rgb.shape == (128, 160, 3) and small.raw_depth.shape == (128, 160)
+        assert abs((small.raw_depth == 0).mean() - (fr.raw_depth == 0).mean()) < 0.06
+        assert (small.raw_depth[:, :3] == 0).all()
+        np.testing.assert_allclose(small.rgb.mean(), fr.rgb.mean(), atol=2.0)  # same view, same exposure
+
+
 def test_pitch_and_yaw_keep_depth_along_the_optical_axis() -> None:
     # A pose turned 30 deg and pitched 10 deg down: each hit point's depth equals its
     # offset from the camera projected on the optical axis.
@@ -146,7 +179,7 @@ def test_scenes_group_frames_and_the_split_is_scene_disjoint(n: int, seed: int) 
 
 
 def test_written_files_read_back_as_the_rendered_frames(tmp_path: Path) -> None:
-    params = SyntheticParams(n_images=5, seed=7, test_fraction=0.45)
+    params = SyntheticParams(n_images=5, seed=7, test_fraction=0.45, height=480, width=640)
     labeled, splits = tmp_path / "raw" / "labeled.mat", tmp_path / "raw" / "splits.mat"
     write_synthetic_nyu(labeled, splits, params, workers=2)  # two processes: order must not matter
     expected = list(iter_frames(params))
@@ -163,6 +196,24 @@ def test_written_files_read_back_as_the_rendered_frames(tmp_path: Path) -> None:
     np.testing.assert_array_equal(test, want_test)
     assert {expected[i - 1].scene for i in train}.isdisjoint({expected[i - 1].scene for i in test})
     assert sorted(p.name for p in labeled.parent.iterdir()) == ["labeled.mat", "splits.mat"]  # no temp files
+
+
+def test_small_frames_round_trip_at_their_size(tmp_path: Path) -> None:
+    params = SyntheticParams(n_images=4, seed=3, test_fraction=0.45, height=48, width=64)
+    labeled, splits = tmp_path / "labeled.mat", tmp_path / "splits.mat"
+    write_synthetic_nyu(labeled, splits, params)
+    with NyuLabeled(labeled) as nyu:
+        assert nyu.frame_hw == (48, 64)
+        for i, want in enumerate(iter_frames(params)):
+            got = nyu.frame(i)
+            assert got.rgb.shape == (48, 64, 3)
+            np.testing.assert_array_equal(got.raw_depth, want.raw_depth)
+
+
+@pytest.mark.parametrize(("key", "value"), [("height", 8), ("width", 4000)])
+def test_frame_size_params_are_checked(key: str, value: int) -> None:
+    with pytest.raises(ParamsError, match=rf"'data.synthetic.{key}' is {value}; allowed: an integer in"):
+        SyntheticParams(**{"n_images": 4, "seed": 0, "test_fraction": 0.45, "height": 480, "width": 640, key: value})
 
 
 def test_depth_edges_are_visible_in_the_image(frames) -> None:

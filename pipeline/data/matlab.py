@@ -81,16 +81,18 @@ def _cell(f: h5py.File, name: str, refs: list[h5py.Reference]) -> None:
     ds.attrs["MATLAB_class"] = np.bytes_("cell")
 
 
-def _check_frame(i: int, fr: Frame) -> None:
-    for field, shape in (("rgb", (HEIGHT, WIDTH, 3)), ("depth", (HEIGHT, WIDTH)), ("raw_depth", (HEIGHT, WIDTH))):
+def _check_frame(i: int, fr: Frame, size: tuple[int, int]) -> None:
+    for field, shape in (("rgb", (*size, 3)), ("depth", size), ("raw_depth", size)):
         arr = getattr(fr, field)
         if arr.shape != shape:
-            raise ValueError(f"frame {i}: {field} has shape {arr.shape}; NYUDv2 frames are {shape}")
+            raise ValueError(f"frame {i}: {field} has shape {arr.shape}; this file's frames are {shape}")
     if fr.rgb.dtype != np.uint8:
         raise ValueError(f"frame {i}: rgb is {fr.rgb.dtype}; expected uint8")
 
 
-def write_labeled_mat(path: str | Path, frames: Iterable[Frame], n: int, *, gzip: int | None = 4) -> None:
+def write_labeled_mat(
+    path: str | Path, frames: Iterable[Frame], n: int, *, gzip: int | None = 4, size: tuple[int, int] = (HEIGHT, WIDTH)
+) -> None:
     """Writes `nyu_depth_v2_labeled.mat` (MATLAB v7.3) frame by frame, atomically.
 
     Only the keys the pipeline reads are written: `images`, `depths`, `rawDepths`,
@@ -101,22 +103,24 @@ def write_labeled_mat(path: str | Path, frames: Iterable[Frame], n: int, *, gzip
         frames: exactly `n` frames, in NYU index order (frame 0 is MATLAB's index 1).
         n: number of frames (the datasets are sized up front).
         gzip: deflate level (MATLAB compresses v7.3 files too), or None for none.
+        size: every frame's (h, w): NYUDv2's 480x640, or the synthetic source's own size.
 
     Raises:
         ValueError: if a frame has the wrong shape/dtype or the count is not `n`.
     """
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w", userblock_size=USERBLOCK_BYTES, libver="earliest") as f:
-            images = _numeric(f, "images", (n, 3, WIDTH, HEIGHT), np.uint8, "uint8", gzip)
-            depths = _numeric(f, "depths", (n, WIDTH, HEIGHT), np.float32, "single", gzip)
-            raw = _numeric(f, "rawDepths", (n, WIDTH, HEIGHT), np.float32, "single", gzip)
+            h, w = size
+            images = _numeric(f, "images", (n, 3, w, h), np.uint8, "uint8", gzip)
+            depths = _numeric(f, "depths", (n, w, h), np.float32, "single", gzip)
+            raw = _numeric(f, "rawDepths", (n, w, h), np.float32, "single", gzip)
             refs = f.create_group(REFS_GROUP)
             scenes, types = [], []
             count = 0
             for i, fr in enumerate(frames):
                 if i >= n:
                     raise ValueError(f"more than n={n} frames given")
-                _check_frame(i, fr)
+                _check_frame(i, fr, size)
                 images[i] = fr.rgb.transpose(2, 1, 0)  # (H,W,3) -> MATLAB column-major (3,W,H)
                 depths[i] = np.asarray(fr.depth, np.float32).T  # (H,W) -> (W,H)
                 raw[i] = np.asarray(fr.raw_depth, np.float32).T

@@ -18,8 +18,11 @@ from pipeline.data.matlab import HEIGHT, WIDTH, Frame
 from pipeline.errors import PipelineError
 
 _REDOWNLOAD = "delete it and re-run `dvc repro download`"
-# h5py's view of each array (MATLAB's dims reversed) after the leading frame axis.
-_FRAME_SHAPES = {"images": (3, WIDTH, HEIGHT), "depths": (WIDTH, HEIGHT), "rawDepths": (WIDTH, HEIGHT)}
+# h5py's view of each array (MATLAB's dims reversed) after the leading frame axis, for
+# frames of width W and height H: NYUDv2's are 640x480; the synthetic source may render
+# smaller ones (`data.synthetic.height/width`), and the real file's size is checked at download.
+# Here: the axes before (W, H) after the frame axis (images' 3 colours).
+_LEADING_AXES: dict[str, tuple[int, ...]] = {"images": (3,), "depths": (), "rawDepths": ()}
 _CELLS = ("scenes", "sceneTypes")
 # Real MATLAB files compress in chunks that may span several frames; a 32 MiB chunk
 # cache per dataset keeps a decompressed chunk around for the next frame's read
@@ -41,23 +44,25 @@ def _open_hdf5(path: Path) -> h5py.File:
         raise PipelineError(f"{path}: cannot be opened as HDF5 ({e}); {_REDOWNLOAD}") from None
 
 
-def _validate(f: h5py.File, path: Path) -> int:
-    """Checks keys, shapes and dtypes; returns the number of frames."""
-    for key in (*_FRAME_SHAPES, *_CELLS):
+def _validate(f: h5py.File, path: Path) -> tuple[int, tuple[int, int]]:
+    """Checks keys, shapes and dtypes; returns the number of frames and their (height, width)."""
+    for key in (*_LEADING_AXES, *_CELLS):
         if key not in f or not isinstance(f[key], h5py.Dataset):
             raise PipelineError(f"{path}: missing dataset '{key}'; this is not NYUDv2's labeled file; {_REDOWNLOAD}")
-    n = f["images"].shape[0] if f["images"].ndim == 4 else -1
-    for key, frame_shape in _FRAME_SHAPES.items():
+    depths = f["depths"]  # its (N, W, H) sets the count and the frame size the others must have
+    n, w, h = depths.shape if depths.ndim == 3 else (-1, WIDTH, HEIGHT)
+    for key, leading in _LEADING_AXES.items():
         ds = f[key]
-        if ds.shape != (n, *frame_shape):
+        want = (*leading, w, h)
+        if ds.shape != (n, *want) or min(w, h) < 1 or n < 0:
             raise PipelineError(
                 f"{path}: '{key}' has shape {ds.shape}; expected ({n if n >= 0 else 'N'}, "
-                f"{', '.join(map(str, frame_shape))}) (MATLAB's {HEIGHT}x{WIDTH} frames); {_REDOWNLOAD}"
+                f"{', '.join(map(str, want))}) (MATLAB's {h}x{w} frames; NYUDv2's are {HEIGHT}x{WIDTH}); {_REDOWNLOAD}"
             )
         ok = ds.dtype == np.uint8 if key == "images" else ds.dtype.kind == "f"
         if not ok:
-            want = "uint8" if key == "images" else "float (metres)"
-            raise PipelineError(f"{path}: '{key}' has dtype {ds.dtype}; expected {want}; {_REDOWNLOAD}")
+            want_dtype = "uint8" if key == "images" else "float (metres)"
+            raise PipelineError(f"{path}: '{key}' has dtype {ds.dtype}; expected {want_dtype}; {_REDOWNLOAD}")
     for key in _CELLS:
         ds = f[key]
         if h5py.check_dtype(ref=ds.dtype) is not h5py.Reference or ds.size != n:
@@ -65,7 +70,7 @@ def _validate(f: h5py.File, path: Path) -> int:
                 f"{path}: '{key}' is {ds.dtype} with shape {ds.shape}; expected a MATLAB cell array "
                 f"of {n} strings (object references); {_REDOWNLOAD}"
             )
-    return n
+    return n, (h, w)
 
 
 def _decode_char(f: h5py.File, ref: h5py.Reference, path: Path, key: str) -> str:
@@ -92,13 +97,18 @@ class NyuLabeled:
         self.path = Path(path)
         self._f = _open_hdf5(self.path)
         try:
-            self._n = _validate(self._f, self.path)
+            self._n, self._frame_hw = _validate(self._f, self.path)
         except BaseException:
             self._f.close()
             raise
 
     def __len__(self) -> int:
         return self._n
+
+    @property
+    def frame_hw(self) -> tuple[int, int]:
+        """Every frame's (height, width): (480, 640) for NYUDv2's file."""
+        return self._frame_hw
 
     def scene(self, i: int) -> str:
         """Scene name of frame i (e.g. "kitchen_0004")."""
@@ -119,7 +129,7 @@ class NyuLabeled:
         return [_decode_char(self._f, r, self.path, "sceneTypes") for r in refs]
 
     def frame(self, i: int, scene: str | None = None, scene_type: str | None = None) -> Frame:
-        """Frame i (0-based) exactly as MATLAB shows `images(:,:,:,i+1)`: (480,640,3), top row first.
+        """Frame i (0-based) exactly as MATLAB shows `images(:,:,:,i+1)`: (480,640,3) for NYUDv2, top row first.
 
         Args:
             i: 0-based frame index.

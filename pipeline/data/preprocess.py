@@ -26,7 +26,6 @@ from tqdm import tqdm
 from pipeline.config import FolderParams, Params, PreprocessParams
 from pipeline.data.datasets import SplitWriter
 from pipeline.data.folder import FolderFiles, default_workers, probe_all, write_split
-from pipeline.data.matlab import HEIGHT, WIDTH
 from pipeline.data.nyu import NyuLabeled, read_splits
 from pipeline.data.pairs import Pair, check_disjoint, read_pairs, scene_type_of
 from pipeline.errors import PipelineError
@@ -192,7 +191,11 @@ def preprocess(
         train, val = split_train_val(train_all, scenes, params.val_fraction, params.seed)
         _require_val(val, {room_of(scenes[i - 1]) for i in train_all}, params.val_fraction, Path(splits))
         plan = {"train": train, "val": val, "test": test}
-        sizes = {"train": (params.height, params.width), "val": (params.height, params.width), "test": (HEIGHT, WIDTH)}
+        sizes = {"train": (params.height, params.width), "val": (params.height, params.width), "test": nyu.frame_hw}
+        if params.height > nyu.frame_hw[0] or params.width > nyu.frame_hw[1]:
+            log.warning("%s: frames are %dx%d, smaller than preprocess.height x width %dx%d: train/val are upsampled "
+                        "(nearest depth); render or train at one size", labeled, *nyu.frame_hw, params.height,
+                        params.width)  # fmt: skip
         tally = _Tally()
         with atomic_dir(out_dir) as tmp:
             for split, idx in plan.items():
@@ -255,7 +258,7 @@ def preprocess_folder(folder: FolderParams, root: Path, labeled: Path, splits: P
         nyu = None if "test" in plan else stack.enter_context(NyuLabeled(labeled))
         # The labeled test split is read and checked before anything is written, too.
         test_idx = read_splits(splits, len(nyu))[1] if nyu is not None else np.zeros(0, np.int64)
-        test_hw = probe_all(test_files, plan["test"], same_size=True) if nyu is None else (HEIGHT, WIDTH)
+        test_hw = probe_all(test_files, plan["test"], same_size=True) if nyu is None else nyu.frame_hw
         tmp = stack.enter_context(atomic_dir(out_dir))
         write_split(files, plan["train"], tmp / "train.h5", train_hw, "train", tally.train)
         write_split(files, plan["val"], tmp / "val.h5", train_hw, "val", tally.depth)

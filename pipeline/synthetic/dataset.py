@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.config import SyntheticParams
-from pipeline.data.matlab import Frame, write_labeled_mat, write_splits_mat
+from pipeline.data.matlab import HEIGHT, WIDTH, Frame, write_labeled_mat, write_splits_mat
 from pipeline.synthetic.raycast import render_frame
 from pipeline.synthetic.scenes import sample_camera, sample_scene
 from pipeline.synthetic.spec import SceneSpec
@@ -65,21 +65,22 @@ def scene_of(seed: int, slot: SceneSlot) -> SceneSpec:
     return sample_scene(_rng(seed, _SCENE, slot.scene_id), slot.scene_id)
 
 
-def render_index(seed: int, slot: SceneSlot, index: int) -> Frame:
-    """Frame `index` (0-based), which belongs to `slot`."""
+def render_index(seed: int, slot: SceneSlot, index: int, size: tuple[int, int] = (HEIGHT, WIDTH)) -> Frame:
+    """Frame `index` (0-based), which belongs to `slot`, at `size` (h, w)."""
     scene = scene_of(seed, slot)
     camera = sample_camera(_rng(seed, _CAMERA, index), scene)
-    rgb, depth, raw = render_frame(scene, camera)
+    rgb, depth, raw = render_frame(scene, camera, size)
     return Frame(rgb, depth, raw, scene.name, scene.scene_type)
 
 
-def _render_job(job: tuple[int, SceneSlot, int]) -> Frame:
+def _render_job(job: tuple[int, SceneSlot, int, tuple[int, int]]) -> Frame:
     return render_index(*job)
 
 
 def iter_frames(params: SyntheticParams, workers: int = 1) -> Iterator[Frame]:
     """All frames in index order, rendered lazily (in `workers` processes if > 1)."""
-    jobs = [(params.seed, slot, slot.first + k) for slot in plan_scenes(params.n_images, params.seed)
+    size = (params.height, params.width)
+    jobs = [(params.seed, slot, slot.first + k, size) for slot in plan_scenes(params.n_images, params.seed)
             for k in range(slot.count)]  # fmt: skip
     if workers <= 1:
         yield from map(_render_job, jobs)
@@ -129,7 +130,8 @@ def write_synthetic_nyu(
     """Writes `nyu_depth_v2_labeled.mat` and `splits.mat` of `params.n_images` rendered frames.
 
     Args:
-        labeled_path: output labeled file (MATLAB v7.3, NYUDv2 layout), written atomically.
+        labeled_path: output labeled file (MATLAB v7.3, NYUDv2 layout at the frame size
+            `params.height` x `params.width`), written atomically.
         splits_path: output splits file (MATLAB v5, 1-based `trainNdxs`/`testNdxs`).
         params: number of images, seed and test share.
         workers: render processes; default up to 2 (the CPUs a demo can count on), 1 for small sets.
@@ -139,6 +141,6 @@ def write_synthetic_nyu(
     slots = plan_scenes(params.n_images, params.seed)
     frames = tqdm(iter_frames(params, workers), total=params.n_images, desc="render", unit="frame")
     # Deflate level 1: as small as the default level 4 on these frames (~2.5 MB each), at 60% of its CPU.
-    write_labeled_mat(labeled_path, frames, params.n_images, gzip=1)
+    write_labeled_mat(labeled_path, frames, params.n_images, gzip=1, size=(params.height, params.width))
     train, test = split_scenes(slots, params.test_fraction, params.seed)
     write_splits_mat(splits_path, train, test)

@@ -48,10 +48,19 @@ def rotation(camera: CameraPose) -> np.ndarray:
     return Ry @ Rx @ Rz
 
 
-def camera_rays(camera: CameraPose, stride: int = 1) -> np.ndarray:
-    """World ray directions (H/stride, W/stride, 3) with camera-frame z = 1, pixel centres on the grid."""
-    v, u = np.mgrid[0:HEIGHT:stride, 0:WIDTH:stride].astype(np.float32)
-    d = np.stack([(u - CX) / FX, -(v - CY) / FY, np.ones_like(u)], axis=-1)  # image y is down
+def camera_rays(camera: CameraPose, stride: int = 1, size: tuple[int, int] = (HEIGHT, WIDTH)) -> np.ndarray:
+    """World ray directions (h/stride, w/stride, 3) with camera-frame z = 1, pixel centres on the grid.
+
+    Args:
+        camera: the pose.
+        stride: sample every `stride`-th pixel of the frame (quick low-resolution checks).
+        size: the frame's (h, w): the Kinect's field of view at another resolution (its
+            intrinsics scaled, `Intrinsics.scaled`), so a 120x160 frame sees what a 480x640 one does.
+    """
+    h, w = size
+    k = NYU_KINECT.scaled(w, h)
+    v, u = np.mgrid[0:h:stride, 0:w:stride].astype(np.float32)
+    d = np.stack([(u - k.cx) / k.fx, -(v - k.cy) / k.fy, np.ones_like(u)], axis=-1)  # image y is down
     return (d @ rotation(camera).T.astype(np.float32)).astype(np.float32)
 
 
@@ -225,25 +234,36 @@ def kinect_holes(depth: np.ndarray, cos_inc: np.ndarray, no_ir: np.ndarray, rng:
     """(H, W) True where a Kinect would return no depth.
 
     Grazing surfaces, glass, out-of-range depth, the projector's shadow beside near
-    objects, a thin rim at depth edges, image borders and a few random blobs.
+    objects, a thin rim at depth edges, image borders and a few random blobs. Widths in
+    pixels are the Kinect's at 480x640, scaled to the frame's size (the same draws at
+    every size, so a small frame has the holes of the full one, coarser).
     """
     H, W = depth.shape
+    sx, sy = W / WIDTH, H / HEIGHT
     holes = no_ir | (cos_inc < rng.uniform(0.08, 0.18)) | (depth > rng.uniform(8.0, 10.0)) | (depth < KINECT_MIN)
     # The projector sits beside the camera, so background just left of a near edge is unlit;
     # the shadow is baseline * f * (1/z_near - 1/z_far) pixels wide.
-    shadow_px = KINECT_BASELINE_PX * (1 / depth[:, 1:] - 1 / depth[:, :-1])  # (H, W-1), > 0 at far->near steps
-    shadow_px = np.where(depth[:, :-1] > 1.05 * depth[:, 1:], np.minimum(shadow_px, 40), 0)
+    shadow_px = sx * KINECT_BASELINE_PX * (1 / depth[:, 1:] - 1 / depth[:, :-1])  # (H, W-1), > 0 at far->near steps
+    shadow_px = np.where(depth[:, :-1] > 1.05 * depth[:, 1:], np.minimum(shadow_px, 40 * sx), 0)
     for k in range(int(shadow_px.max(initial=0))):
         holes[:, : W - 1 - k] |= shadow_px[:, k:] > k
-    rel = np.abs(np.gradient(depth, axis=0)) + np.abs(np.gradient(depth, axis=1))
-    holes |= ndimage.binary_dilation(rel > 0.05 * depth)
-    holes[:, : rng.integers(10, 45)] = True
-    holes[:, W - rng.integers(1, 12) :] = True
-    holes[: rng.integers(0, 10)] = True
-    holes[H - rng.integers(1, 10) :] = True
-    blobs = ndimage.zoom(ndimage.gaussian_filter(rng.normal(size=(H // 16, W // 16)), 1.0), 16, order=1)
+    # Depth change per full-resolution pixel: a slanted wall must not read as an edge in a small frame.
+    rel = np.abs(np.gradient(depth, axis=0)) * sy + np.abs(np.gradient(depth, axis=1)) * sx
+    edges = rel > 0.05 * depth  # 2 px wide (central differences): 8 full-resolution px at a quarter of the size
+    holes |= ndimage.binary_dilation(edges) if min(sx, sy) > 0.5 else edges
+    holes[:, : _scaled(rng.integers(10, 45), sx)] = True
+    holes[:, W - _scaled(rng.integers(1, 12), sx) :] = True
+    holes[: _scaled(rng.integers(0, 10), sy)] = True
+    holes[H - _scaled(rng.integers(1, 10), sy) :] = True
+    noise = rng.normal(size=(HEIGHT // 16, WIDTH // 16))  # the blobs' coarse grid, the same at every size
+    blobs = ndimage.zoom(ndimage.gaussian_filter(noise, 1.0), (H / noise.shape[0], W / noise.shape[1]), order=1)
     holes |= blobs > rng.uniform(2.2, 3.0) * blobs.std()
     return holes
+
+
+def _scaled(pixels: int | np.integer, scale: float) -> int:
+    """A width of `pixels` at 480x640 in a frame `scale` times as wide; at least 1 where it was >= 1."""
+    return max(round(int(pixels) * scale), min(int(pixels), 1))
 
 
 def _tone_map(radiance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -255,10 +275,12 @@ def _tone_map(radiance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
 
 
-def _render(scene: SceneSpec, camera: CameraPose, stride: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+def _render(
+    scene: SceneSpec, camera: CameraPose, stride: int, rng: np.random.Generator, size: tuple[int, int] = (HEIGHT, WIDTH)
+) -> tuple[np.ndarray, ...]:
     """Rgb (h, w, 3) uint8, capped depth (h, w), cosine of incidence (h, w) and no-IR mask (h, w)."""
     origin = np.asarray(camera.position, np.float32)
-    grid = camera_rays(camera, stride)  # (h, w, 3)
+    grid = camera_rays(camera, stride, size)  # (h, w, 3)
     shape = grid.shape[:2]
     dirs = grid.reshape(-1, 3)  # (N, 3)
     hits = trace(scene, origin, dirs)
@@ -280,14 +302,22 @@ def render_rgbd(scene: SceneSpec, camera: CameraPose, stride: int = 1) -> tuple[
     return rgb, depth
 
 
-def render_frame(scene: SceneSpec, camera: CameraPose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Renders one 480x640 Kinect frame.
+def render_frame(
+    scene: SceneSpec, camera: CameraPose, size: tuple[int, int] = (HEIGHT, WIDTH)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Renders one Kinect frame, 480x640 unless `size` says otherwise.
+
+    Args:
+        scene: the room.
+        camera: the pose in it.
+        size: the frame's (h, w): the Kinect's field of view at that resolution. A demo
+            that trains at 128x160 renders there: 15x fewer rays than 480x640.
 
     Returns:
-        rgb (480, 640, 3) uint8, depth (480, 640) float32 z-depth in metres capped at
-        MAX_DEPTH, raw_depth (480, 640) float32 equal to depth except 0 at Kinect holes.
+        rgb (h, w, 3) uint8, depth (h, w) float32 z-depth in metres capped at MAX_DEPTH,
+        raw_depth (h, w) float32 equal to depth except 0 at Kinect holes.
     """
     rng = np.random.default_rng(camera.noise_seed)
-    rgb, depth, cos_inc, no_ir = _render(scene, camera, 1, rng)
+    rgb, depth, cos_inc, no_ir = _render(scene, camera, 1, rng, size)
     holes = kinect_holes(depth, cos_inc, no_ir, rng)
     return rgb, depth, np.where(holes, np.float32(0), depth).astype(np.float32)
