@@ -102,6 +102,24 @@ def warm_up(tr: Trainer, data: TrainingSplit, batch: int, gen: torch.Generator, 
     train_epoch(tr, data, batches, gen, ctx, 0, do_augment)
 
 
+def time_data_path(data: TrainingSplit, batch: int, gen: torch.Generator, do_augment: bool) -> Timer:
+    """One epoch of the loop's own work without the optimiser: batches (gather or stream) and augmentation.
+
+    What the loop adds to the bare step, timed alone: an upper bound on its cost per
+    step (in the loop, streamed batches arrive while the step runs). Unlike the loop /
+    bare ratio it is not the difference of two noisy ~10 s timings, so it stays
+    readable on a CPU whose step times wander by 10 % from minute to minute.
+    """
+    ctx = DistContext()
+    batches = epoch_batches(len(data), batch, ctx, gen)  # (steps, B)
+    with Timer() as t:
+        for rgb, depth in data.batches(batches):
+            if do_augment:
+                rgb, depth = augment(rgb, depth, gen)
+        sync(rgb.device)
+    return t
+
+
 def time_bare(tr: Trainer, rgb: torch.Tensor, depth: torch.Tensor, steps: int) -> Timer:
     """`steps` forward+backward+optimiser steps on one batch ready on the device."""
     tr.model.train()

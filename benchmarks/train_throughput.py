@@ -14,14 +14,18 @@ nothing next to the model. Loop and bare step are timed alternately `--repeats` 
 after a one-step warm-up of the loop (which warms the bare step's kernels too), and
 the median of the per-repeat ratios is reported, so one
 disturbed repeat moves nothing (on a shared CPU the ratio by process CPU time is
-printed as well). The last line printed is a JSON object: device, data,
-loop_images_per_s, bare_images_per_s, ratio.
+printed as well). The loop's own work (batches and augmentation, no optimiser step) is
+also timed alone: on a CPU whose step times wander by ~10 % between minutes, that
+direct figure (`data_ms_per_step`, and the ratio it bounds, `ratio_bound`) is the
+steadier one. The last line printed is a JSON object: device, data, loop_images_per_s,
+bare_images_per_s, ratio, data_ms_per_step, ratio_bound.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -102,9 +106,15 @@ def main() -> None:
             images, a.repeats, lambda line: print(line, flush=True),
             warm=lambda: timing.warm_up(tr, data, batch, gen, not a.no_augment),
         )  # fmt: skip
+        data_s = statistics.median(timing.time_data_path(data, batch, gen, not a.no_augment).wall
+                                   for _ in range(a.repeats)) / a.steps  # fmt: skip
     if device.type == "cpu":
         print(f"ratio by CPU time (robust to other jobs on a shared CPU): {c.cpu_ratio:.4f}")
     print(f"per-repeat ratios: {np.round(c.ratios, 4).tolist()}; median {c.ratio:.4f}")
+    step_s = batch / c.bare_images_per_s
+    bound = step_s / (step_s + data_s)
+    print(f"the loop's own work alone (batches + augmentation, no step): {1000 * data_s:.1f} ms per step, "
+          f"{100 * data_s / step_s:.2f} % of a bare step: ratio {bound:.4f} if none of it overlaps the step")  # fmt: skip
     result = {
         "device": str(device),
         "encoder": params.model.encoder,
@@ -112,6 +122,8 @@ def main() -> None:
         "loop_images_per_s": round(c.loop_images_per_s, 3),
         "bare_images_per_s": round(c.bare_images_per_s, 3),
         "ratio": round(c.ratio, 4),
+        "data_ms_per_step": round(1000 * data_s, 2),
+        "ratio_bound": round(bound, 4),
     }
     print(json.dumps(result))
 
