@@ -113,8 +113,9 @@ def main() -> None:
     print(f"per-repeat ratios: {np.round(c.ratios, 4).tolist()}; median {c.ratio:.4f}")
     step_s = batch / c.bare_images_per_s
     bound = step_s / (step_s + data_s)
+    share = 100 * data_s / step_s
     print(f"the loop's own work alone (batches + augmentation, no step): {1000 * data_s:.1f} ms per step, "
-          f"{100 * data_s / step_s:.2f} % of a bare step: ratio {bound:.4f} if none of it overlaps the step")  # fmt: skip
+          f"{share:.2f} % of a bare step: ratio {bound:.4f} if none of it overlaps the step")  # fmt: skip
     result = {
         "device": str(device),
         "encoder": params.model.encoder,

@@ -209,7 +209,8 @@ def test_stage_params_are_exactly_the_keys_the_stage_reads(tmp_path: Path, monke
 
     monkeypatch.delenv("DVC_ROOT", raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    params = shrunk_params(data={"synthetic": {"n_images": 16, "seed": 0, "test_fraction": 0.45, "height": 480, "width": 640}})
+    synthetic = {"n_images": 16, "seed": 0, "test_fraction": 0.45, "height": 480, "width": 640}
+    params = shrunk_params(data={"synthetic": synthetic})
     reads = ParamsReads(params)
     reads.install(monkeypatch)
     run = {n: importlib.import_module(f"stages.{n}").run for n in STAGES}
