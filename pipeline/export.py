@@ -106,7 +106,7 @@ class _Unpadded(torch.nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.decode(self.net.encode(x))  # (B, 1, H, W): no padding at a multiple of the stride
+        return self.net.decode(self.net.encode(x, pad=False))  # (B, 1, H, W): H, W are multiples of the stride
 
 
 def sample_size(train_hw: tuple[int, int], f: int) -> tuple[int, int]:

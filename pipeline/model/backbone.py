@@ -101,17 +101,21 @@ class BackboneUNet(nn.Module):
         self.tail = nn.ModuleList(UpNoSkip(c_in, c_out, norm, act) for c_in, c_out in zip(ins, tail, strict=True))
         self.head = DepthHead(C, cfg.max_depth)
 
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def encode(self, x: torch.Tensor, pad: bool = True) -> list[torch.Tensor]:
         """The backbone's multi-scale features, largest first.
 
         Args:
             x: (B, 3, H, W) RGB in [0, 1].
+            pad: pad H, W up to the stride; False for an input known to be a multiple of
+                it (the export's trace, where a branch on the size would be frozen).
 
         Returns:
             [(B, C_i, Hp/r_i, Wp/r_i), ...] for the backbone's reductions r_i, where Hp, Wp
             are H, W rounded up to a multiple of the largest r_i (the padded input).
         """
         x = (x - self.rgb_mean) / self.rgb_std  # (B, 3, H, W) standardised
+        if not pad:
+            return list(self.encoder(x))
         m = self.reductions[-1]
         pad_h, pad_w = -x.shape[-2] % m, -x.shape[-1] % m
         if pad_h or pad_w:

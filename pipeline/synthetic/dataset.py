@@ -133,7 +133,7 @@ def write_synthetic_nyu(
         labeled_path: output labeled file (MATLAB v7.3, NYUDv2 layout at the frame size
             `params.height` x `params.width`), written atomically.
         splits_path: output splits file (MATLAB v5, 1-based `trainNdxs`/`testNdxs`).
-        params: number of images, seed and test share.
+        params: number of images, seed, test share and frame size.
         workers: render processes; default up to 2 (the CPUs a demo can count on), 1 for small sets.
     """
     if workers is None:
