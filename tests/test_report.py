@@ -274,3 +274,18 @@ def test_headline_table_shows_a_dash_for_a_missing_metric_and_never_bolds_it():
     assert table.frame[col].tolist() == ["–", fmt(metrics["baseline"]["silog"])]
     assert not {(0, col), (1, col)} & table.bold
     assert {(0, metric_label(m)) for m in METRIC_NAMES if m != "silog"} <= table.bold
+
+
+@pytest.mark.parametrize(
+    ("size", "bounds"),
+    [((480, 640), None), ((128, 160), "rows 12–126, columns 10–150 of the 128×160 test images")],
+)
+def test_protocol_names_the_crop_at_the_test_images_size(params: Params, size, bounds) -> None:
+    from pipeline.report.document import protocol_text
+
+    metrics = {"n_images": 3, "protocol": {"gt": "raw", "crop": "eigen", "flip_tta": False, "min_depth": 0.001,
+                                           "max_depth": 10.0, "train_resolution": [128, 160],
+                                           "eval_resolution": list(size)}}  # fmt: skip
+    text = protocol_text(metrics, params)
+    assert "rows 45–471, columns 41–601 of the 480×640 frame" in text
+    assert (bounds in text) if bounds else ("test images)" not in text)

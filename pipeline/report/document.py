@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.config import Params
-from pipeline.metrics import METRIC_NAMES
+from pipeline.metrics import METRIC_NAMES, eigen_crop_bounds
 from pipeline.report import published
 from pipeline.report.context import Provenance
 from pipeline.report.figures import ERROR_VMAX
@@ -54,12 +54,14 @@ def protocol_text(metrics: dict[str, Any], params: Params) -> str:
             "the test files' depth, which is **raw**: they have no separately filled depth, so `eval.gt: filled` "
             "scores the raw depth here (pixels without a measurement are excluded)"
         )
+    eval_res = p.get("eval_resolution", p.get("resolution"))
     crop = {
-        "eigen": "inside the **Eigen crop** (rows 45–471, columns 41–601 of the 480×640 frame)",
+        "eigen": "inside the **Eigen crop** (rows 45–471, columns 41–601 of the 480×640 frame"
+        + _scaled_crop(eval_res)
+        + ")",
         "none": "over the **full frame** (no crop)",
     }.get(p["crop"], f"with crop '{p['crop']}'")
     tta = "with" if p["flip_tta"] else "**without**"
-    eval_res = p.get("eval_resolution", p.get("resolution"))
     at = f" at {_resolution(eval_res)}" if eval_res is not None else ""
     train_res = p.get("train_resolution", (params.preprocess.height, params.preprocess.width))
     return (
@@ -69,6 +71,14 @@ def protocol_text(metrics: dict[str, Any], params: Params) -> str:
         f"The model was trained at {_resolution(train_res)} and its predictions are upsampled to the test "
         "resolution before scoring."
     )
+
+
+def _scaled_crop(eval_res: Any) -> str:
+    """The crop's bounds at the test images' size where that is not 480×640 (it scales with them), else ""."""
+    if eval_res is None or tuple(eval_res) == (480, 640):
+        return ""
+    top, bottom, left, right = eigen_crop_bounds(*eval_res)
+    return f"; rows {top}–{bottom}, columns {left}–{right} of the {_resolution(eval_res)} test images"
 
 
 def _baseline_words(metrics: dict[str, Any]) -> str:
