@@ -264,3 +264,16 @@ def test_frames_of_another_size_keep_it_in_the_test_split(tmp_path: Path) -> Non
     for k, idx in enumerate(test.index):
         np.testing.assert_array_equal(test.rgb[k], frames[int(idx) - 1].rgb)
         np.testing.assert_array_equal(test.raw_depth[k], stored(frames[int(idx) - 1].raw_depth))  # to the mm
+
+
+def test_frames_smaller_than_the_training_size_are_upsampled_with_a_warning(tmp_path: Path, caplog) -> None:
+    from pipeline.config import SyntheticParams
+    from pipeline.synthetic.dataset import write_synthetic_nyu
+
+    synthetic = SyntheticParams(n_images=10, seed=1, test_fraction=0.45, height=24, width=32)
+    labeled, splits = tmp_path / "labeled.mat", tmp_path / "splits.mat"
+    write_synthetic_nyu(labeled, splits, synthetic)
+    with caplog.at_level("WARNING", logger="pipeline.data.preprocess"):
+        pp.preprocess(labeled, splits, tmp_path / "processed", PARAMS, "synthetic")
+    assert "frames are 24x32, smaller than preprocess.height x width 48x64" in caplog.text
+    assert read_split(tmp_path / "processed" / "train.h5").rgb.shape[1:] == (48, 64, 3)
