@@ -3,9 +3,9 @@
     python benchmarks/mlflow_overhead.py                 # 6 epochs, mlflow.val_images panel images
     python benchmarks/mlflow_overhead.py --epochs 10 --val-images 8
 
-Renders and preprocesses the demo's data (160 synthetic scenes at 120x160: the PNG cost
-depends on the pixels) and trains the demo's model (16 channels, depth 3, batch 8, CPU)
-with MLflow on, into a throw-away sqlite store, and times every call of
+Renders and preprocesses the demo's data and trains the demo's model with the overrides
+read from `scripts/demo.sh` (its `DEMO_SET`, so the two cannot drift apart; the PNG cost
+depends on the pixels), with MLflow on, into a throw-away sqlite store, and times every call of
 `Tracker.log_val_panels` (read the images on the first call, predict, draw, write the PNG
 and its thumbnail, tag the run) and the logging of the MLflow model at the end. The
 panel cost is compared with the epoch time (the train log's `seconds`: training and
@@ -28,18 +28,31 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+import yaml  # noqa: E402
+
+from pipeline.config import Params, params_from_dict  # noqa: E402
 from pipeline.data import download, preprocess  # noqa: E402
 from pipeline.tracking import panels  # noqa: E402
 from pipeline.tracking.tracker import Tracker  # noqa: E402
 from pipeline.training import train as training  # noqa: E402
-from tests.conftest import shrunk_params  # noqa: E402
+from tests.conftest import repo_raw  # noqa: E402
 
-DEMO = {  # scripts/demo.sh's overrides
-    "data": {"source": "synthetic", "synthetic": {"n_images": 160, "seed": 0, "test_fraction": 0.45}},
-    "preprocess": {"height": 120, "width": 160},
-    "model": {"base_channels": 16, "depth": 3},
-    "train": {"batch_size": 8, "lr": 0.005, "warmup_epochs": 1, "augment": False, "device": "cpu"},
-}
+DEMO_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "demo.sh"
+
+
+def demo_params(extra: dict[str, object]) -> Params:
+    """params.yaml with `scripts/demo.sh`'s `DEMO_SET` overrides applied, then `extra` ({"train.epochs": 3})."""
+    text = DEMO_SCRIPT.read_text()
+    block = text[text.index("DEMO_SET=(") : text.index("\n)\n")].splitlines()[1:]
+    sets = [line.strip().split("=", 1) for line in block if line.strip() and not line.strip().startswith("#")]
+    raw = repo_raw()
+    for key, value in [*((k, yaml.safe_load(v)) for k, v in sets), *extra.items()]:
+        *sections, name = key.split(".")
+        node = raw
+        for section in sections:
+            node = node[section]
+        node[name] = value
+    return params_from_dict(raw)
 
 
 def _timed(calls: list[float], method):  # noqa: ANN001, ANN202
@@ -68,11 +81,10 @@ def main() -> None:
         root = Path(tmp)
         os.environ.pop("DVC_ROOT", None)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root}/mlflow.db"
-        mlflow = {"enabled": True, "system_metrics": True}
+        dotted: dict[str, object] = {"train.epochs": args.epochs, "mlflow.enabled": True, "mlflow.system_metrics": True}
         if args.val_images is not None:
-            mlflow["val_images"] = args.val_images
-        sections = {**DEMO, "train": {**DEMO["train"], "epochs": args.epochs}, "mlflow": mlflow}
-        params = shrunk_params(**sections)
+            dotted["mlflow.val_images"] = args.val_images
+        params = demo_params(dotted)
         os.chdir(root)
         download.run(params, root)
         preprocess.run(params, root)
