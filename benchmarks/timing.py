@@ -79,10 +79,15 @@ def ready_batch(data: TrainingSplit, batch: int, device: torch.device) -> tuple[
     return augment(*gather_batch(data, first), gen)  # type: ignore[arg-type]  # a DeviceSplit
 
 
-def time_loop(tr: Trainer, data: TrainingSplit, batch: int, gen: torch.Generator, do_augment: bool) -> Timer:
-    """One epoch of the real loop (`train_epoch`: batches, augmentation, step, loss sums, progress bar)."""
+def time_loop(
+    tr: Trainer, data: TrainingSplit, batch: int, gen: torch.Generator, do_augment: bool, steps: int | None = None
+) -> Timer:
+    """One epoch of the real loop (`train_epoch`: batches, augmentation, step, loss sums, progress bar).
+
+    `steps` cuts the epoch to its first batches (None: all of them).
+    """
     ctx = DistContext()
-    batches = epoch_batches(len(data), batch, ctx, gen)  # (steps, B)
+    batches = epoch_batches(len(data), batch, ctx, gen)[:steps]  # (steps, B)
     with Timer() as t:
         train_epoch(tr, data, batches, gen, ctx, 0, do_augment)  # ends with a host sync
     return t
@@ -97,9 +102,7 @@ def warm_up(tr: Trainer, data: TrainingSplit, batch: int, gen: torch.Generator, 
     augmentation, progress bar) run in it too. A full warm-up epoch per path cost ~4
     CPU steps where 1 does the job (issue 12 section 4: the benchmark's runtime).
     """
-    ctx = DistContext()
-    batches = epoch_batches(len(data), batch, ctx, gen)[:1]  # (1, B)
-    train_epoch(tr, data, batches, gen, ctx, 0, do_augment)
+    time_loop(tr, data, batch, gen, do_augment, steps=1)
 
 
 def time_data_path(data: TrainingSplit, batch: int, gen: torch.Generator, do_augment: bool) -> Timer:
