@@ -30,6 +30,7 @@ from pipeline.synthetic.raycast import (
     FY,
     MAX_DEPTH,
     camera_rays,
+    camera_to_world,
     render_frame,
     render_rgbd,
     trace_depth,
@@ -128,6 +129,23 @@ def test_pitch_and_yaw_keep_depth_along_the_optical_axis() -> None:
     np.testing.assert_allclose((points - cam.position) @ forward, depth, rtol=1e-4)
     inside = (points > -1e-3) & (points < np.asarray(scene.size) + 1e-3)
     assert inside.all()  # every ray ends on the room's boundary, not beyond it
+
+
+def test_camera_to_world_maps_the_pinhole_ray_of_each_pixel_onto_its_hit_point() -> None:
+    # The OpenCV/TUM convention the sequences' groundtruth.txt stores: pixel (u, v) at
+    # z-depth d is the camera point d * ((u - cx)/fx, (v - cy)/fy, 1), y down.
+    scene = _empty_room((6.0, 3.0, 8.0))
+    cam = CameraPose((2.0, 1.4, 1.0), yaw=np.deg2rad(30), pitch=np.deg2rad(10), roll=np.deg2rad(5), noise_seed=0)
+    depth = trace_depth(scene, cam, stride=8)  # (60, 80): pixels 0, 8, 16, ... of 480x640
+    v, u = np.mgrid[0:480:8, 0:640:8].astype(np.float64)
+    k = NYU_KINECT
+    cam_pts = np.stack([(u - k.cx) / k.fx, (v - k.cy) / k.fy, np.ones_like(u)], -1) * depth[..., None]
+    T = camera_to_world(cam)
+    world = cam_pts @ T[:3, :3].T + T[:3, 3]  # the y-down world: (x, -y, z) of the renderer's
+    expected = (np.asarray(cam.position) + camera_rays(cam, 8) * depth[..., None]) * np.array([1.0, -1.0, 1.0])
+    np.testing.assert_allclose(world, expected, atol=1e-4)
+    np.testing.assert_allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(T[:3, :3]) > 0  # a rotation, not a reflection
 
 
 def test_raw_depth_has_kinect_holes_and_equals_depth_elsewhere(frames) -> None:

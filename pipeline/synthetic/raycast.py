@@ -48,6 +48,27 @@ def rotation(camera: CameraPose) -> np.ndarray:
     return Ry @ Rx @ Rz
 
 
+# The renderer's frames (camera: x right, y up, z forward; world: x right, y up, z into the
+# room) are both left-handed; a rigid motion needs right-handed ones. Negating y in both
+# gives the OpenCV/TUM camera (x right, y down, z forward) and a right-handed world.
+_FLIP_Y = np.diag([1.0, -1.0, 1.0])
+
+
+def camera_to_world(camera: CameraPose) -> np.ndarray:
+    """(4, 4) float64 camera-to-world of the optical centre, in the OpenCV/TUM convention (a proper rotation).
+
+    Camera frame: x right, y down, z forward, so pixel (u, v) of the intrinsics sees the
+    ray ((u - cx) / fx, (v - cy) / fy, 1). World frame: the room's, with y pointing down
+    (the floor at y = 0, the ceiling at y = -H), so that the pose is a rigid motion; a
+    renderer world point (x, y, z) is (x, -y, z) here. This is the pose TUM RGB-D's
+    `groundtruth.txt` stores and the one every pose estimate is scored in.
+    """
+    T = np.eye(4)
+    T[:3, :3] = _FLIP_Y @ rotation(camera) @ _FLIP_Y
+    T[:3, 3] = _FLIP_Y @ np.asarray(camera.position, dtype=np.float64)
+    return T
+
+
 def camera_rays(camera: CameraPose, stride: int = 1, size: tuple[int, int] = (HEIGHT, WIDTH)) -> np.ndarray:
     """World ray directions (h/stride, w/stride, 3) with camera-frame z = 1, pixel centres on the grid.
 
