@@ -1,0 +1,1 @@
+"""Published TUM RGB-D results (placeholder; filled below)."""
