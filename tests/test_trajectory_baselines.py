@@ -25,7 +25,9 @@ def _pair(seed: int, move: tuple[float, float, float], yaw_deg: float):
     scene = sample_scene(rng, seed)
     cam_i = sample_camera(rng, scene)
     pos = tuple(p + d for p, d in zip(cam_i.position, move, strict=True))
-    cam_j = dataclasses.replace(cam_i, position=pos, yaw=cam_i.yaw + np.radians(yaw_deg), noise_seed=cam_i.noise_seed + 1)
+    cam_j = dataclasses.replace(
+        cam_i, position=pos, yaw=cam_i.yaw + np.radians(yaw_deg), noise_seed=cam_i.noise_seed + 1
+    )
     (rgb_i, _, raw_i), (rgb_j, _, raw_j) = render_frame(scene, cam_i, SIZE), render_frame(scene, cam_j, SIZE)
     motion = relative_motion(camera_to_world(cam_i)[None], camera_to_world(cam_j)[None])[0]  # T_j_from_i
     return (rgb_i, raw_i), (rgb_j, raw_j), motion

@@ -142,8 +142,11 @@ def test_timestamps_are_associated_with_evo_sync() -> None:
 def test_a_gap_longer_than_the_trajectory_has_no_pairs_and_json_null_statistics() -> None:
     stamps, gt = _handheld(n=5, seed=7)
     out = score_trajectory(stamps, gt, stamps, gt, gaps=(1, 8))
-    assert out["rpe"]["gap_8"] == {"n": 0, "trans_m": dict.fromkeys(("rmse", "mean", "median")),
-                                   "rot_deg": dict.fromkeys(("rmse", "mean", "median"))}
+    assert out["rpe"]["gap_8"] == {
+        "n": 0,
+        "trans_m": dict.fromkeys(("rmse", "mean", "median")),
+        "rot_deg": dict.fromkeys(("rmse", "mean", "median")),
+    }
     json.loads(json.dumps(out))
 
 
@@ -166,6 +169,8 @@ def test_importing_the_metrics_needs_no_display_and_writes_no_files(tmp_path: Pa
     )
     env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT), "DISPLAY": "", "XDG_CONFIG_HOME": str(home)}
     env.pop("MPLBACKEND", None)
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "[]"  # Open3D is imported lazily, by the baseline only
     assert list(home.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["home"]

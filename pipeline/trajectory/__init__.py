@@ -1,1 +1,4 @@
-"""Scoring camera motion the way the field does: RPE and ATE with evo, the identity and Open3D baselines, published TUM RGB-D results."""
+"""Scoring camera motion as the field does.
+
+RPE and ATE with evo, the identity and Open3D baselines, and published TUM RGB-D results.
+"""

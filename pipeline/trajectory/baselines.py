@@ -79,8 +79,10 @@ def open3d_odometry(
     """Open3D's RGB-D odometry (hybrid term) for one pair: T_j_from_i and whether Open3D reports success.
 
     Args:
-        rgb_target, depth_target: frame i: (H, W, 3) uint8, (H, W) float32 metres, 0 = no reading.
-        rgb_source, depth_source: frame j, the same.
+        rgb_target: frame i's image, (H, W, 3) uint8.
+        depth_target: frame i's sensor depth, (H, W) float32 metres, 0 = no reading.
+        rgb_source: frame j's image, the same.
+        depth_source: frame j's sensor depth, the same.
         intrinsics: the camera of both frames, at (H, W).
         depth_range_m: (nearest, farthest) depth used, metres.
         depth_diff_max_m: largest depth difference of a correspondence, metres.

@@ -148,9 +148,11 @@ def score_trajectory(
     """ATE and RPE of an estimated trajectory against the ground truth, with evo.
 
     Args:
-        gt_stamps, gt_poses: ground truth: (M,) seconds, (M, 4, 4) camera-to-world.
-        est_stamps, est_poses: the estimate: (N,) seconds, (N, 4, 4) camera-to-world, in
-            any world frame (the alignment removes it).
+        gt_stamps: ground-truth timestamps (M,) seconds.
+        gt_poses: ground-truth camera-to-world poses (M, 4, 4).
+        est_stamps: the estimate's timestamps (N,) seconds.
+        est_poses: the estimate's camera-to-world poses (N, 4, 4), in any world frame
+            (the alignment removes it).
         gaps: RPE frame gaps, counted in associated poses; all pairs (i, i + gap).
         max_diff: timestamp association tolerance in seconds (TUM's 0.02 by default).
 
