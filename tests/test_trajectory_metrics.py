@@ -174,3 +174,11 @@ def test_importing_the_metrics_needs_no_display_and_writes_no_files(tmp_path: Pa
     )
     assert out.stdout.strip() == "[]"  # Open3D is imported lazily, by the baseline only
     assert list(home.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+def test_float32_estimates_chained_over_a_long_trajectory_are_accepted() -> None:
+    stamps, gt = _handheld(n=600, seed=9)
+    motion32 = relative_motion(gt[:-1], gt[1:]).astype(np.float32)  # what a float32 solver returns
+    est = chain(motion32, first=gt[0])
+    out = score_trajectory(stamps, gt, stamps, est, gaps=(1,))
+    assert out["ate"]["se3"]["rmse_m"] < 1e-3 and out["rpe"]["gap_1"]["rot_deg"]["rmse"] < 1e-2

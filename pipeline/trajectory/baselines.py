@@ -41,7 +41,7 @@ def import_open3d() -> ModuleType:
     """Open3D, or a one-line PipelineError saying what to install."""
     try:
         import open3d
-    except ImportError as e:
+    except (ImportError, OSError) as e:  # a missing shared library surfaces as either
         if "libusb" in str(e):
             raise PipelineError(
                 f"Open3D cannot load the system's libusb-1.0 ({e}); install it: apt-get install libusb-1.0-0"

@@ -35,6 +35,8 @@ class PublishedATE:
 
 _ORB2_TABLE = "Mur-Artal & Tardos, ORB-SLAM2, IEEE T-RO 2017, Table III (translation RMSE, m)"
 _ORB2_FRAMES = "not stated in the paper"
+# SE3: all five are metric RGB-D systems, and the paper's absolute translation RMSE is the
+# one of TUM's benchmark paper (its ref. [3]), whose ATE tool aligns rigidly, without scale.
 # ORB-SLAM2's Table III: its own RGB-D results beside four RGB-D systems' numbers as
 # collected there. Columns: ORB-SLAM2, ElasticFusion, Kintinuous, DVO-SLAM, RGBD-SLAM (None = not given).
 _ORB2_ROWS = {
