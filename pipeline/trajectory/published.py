@@ -59,7 +59,9 @@ _ORB2_METHODS = (
 _DROID_TABLE = "Teed & Deng, DROID-SLAM, NeurIPS 2021, TUM-RGBD table (monocular, ATE m)"
 # DROID-SLAM's evaluation_scripts/test_tum.py: every 2nd RGB frame, the full trajectory of
 # those frames, evo APE with align=True, correct_scale=True.
-_DROID_FRAMES = "every 2nd frame, all of them (not keyframes only)"
+_DROID_FRAMES = {"DROID-SLAM (monocular)": "every 2nd frame, all of them (not keyframes only)"}
+# DeepV2D's row was run by the DROID-SLAM authors; how its frames were chosen is not stated.
+_DEEPV2D_FRAMES = "not stated (run by the DROID-SLAM authors)"
 _FR1 = ("360", "desk", "desk2", "floor", "plant", "room", "rpy", "teddy", "xyz")
 _DROID_ROWS = {
     "DROID-SLAM (monocular)": (0.111, 0.018, 0.042, 0.021, 0.016, 0.049, 0.026, 0.048, 0.012),
@@ -77,7 +79,9 @@ def _rows() -> tuple[PublishedATE, ...]:
         if ate is not None
     ]
     rows += [
-        PublishedATE(method, f"fr1/{seq}", ate, "monocular", "Sim3", _DROID_FRAMES, _DROID_TABLE)
+        PublishedATE(
+            method, f"fr1/{seq}", ate, "monocular", "Sim3", _DROID_FRAMES.get(method, _DEEPV2D_FRAMES), _DROID_TABLE
+        )
         for method, values in _DROID_ROWS.items()
         for seq, ate in zip(_FR1, values, strict=True)
     ]
