@@ -1,5 +1,7 @@
-"""A sequence's intrinsics: `calibration.txt` (`fx fy cx cy`, as ETH3D's SLAM sequences add to TUM's layout),
-else TUM's published values for the Kinect its name says (freiburg1/2/3).
+"""A sequence's intrinsics: its `calibration.txt`, else TUM's published values for its Kinect.
+
+`calibration.txt` is one line `fx fy cx cy` (as ETH3D's SLAM sequences add to TUM's layout);
+without it, the freiburg1/2/3 in the folder's name picks TUM's values.
 
 TUM's file-format page ("Intrinsic Camera Calibration of the Kinect") gives these for the
 RGB camera at 640x480; the depth images are registered to it by the OpenNI driver, so one

@@ -238,8 +238,8 @@ def read_sequence(folder: Path, tolerance_s: float = 0.02, require_depth: bool =
             )
         if j is not None:
             _check_depth_png(depth_paths[j], folder / "depth.txt", depth_lines[j])
-        depth = (float(depth_t[j]), depth_paths[j]) if j is not None else (None, None)
-        frames.append(RGBDFrame(float(rgb_t[i]), rgb_paths[i], *depth, pose))
+        depth_time, depth_path = (float(depth_t[j]), depth_paths[j]) if j is not None else (None, None)
+        frames.append(RGBDFrame(float(rgb_t[i]), rgb_paths[i], depth_time, depth_path, pose))
     if not frames:
         raise PipelineError(
             f"{folder}: no RGB frame has depth and ground truth within {tolerance_s} s; the sequence is empty"
