@@ -29,11 +29,12 @@ DISABLED_NOTE = (
 
 
 def _synthetic(params: Params, staging: Path) -> None:
-    from pipeline.sequences.synthetic import render_sequence  # only this source needs the renderer
+    from pipeline.sequences.synthetic import plan_sequence, render_sequence  # only this source renders
 
-    for k in range(params.sequences.synthetic.n):
-        name, parts = render_sequence(params.sequences.synthetic, k)
-        write_sequence(staging / name, **parts)
+    synthetic = params.sequences.synthetic
+    for k in range(synthetic.n):
+        plan = plan_sequence(synthetic, k)
+        write_sequence(staging / plan.name, **render_sequence(synthetic, plan))
 
 
 def _tum(params: Params, root: Path, staging: Path) -> None:

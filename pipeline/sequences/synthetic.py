@@ -37,6 +37,7 @@ PAN = (18.0, 30.0)  # deg/s; the nod and roll add or take <= 6 deg/s: within 10-
 GT_RATE = 100.0  # Hz: TUM's motion-capture rate
 WALL_MARGIN = 0.3  # metres the camera keeps from walls, floor and ceiling
 TRIES = 200
+NEAR_STRIDE = 4  # the near check's coarse render: every 4th pixel of 480x640, 19,200 rays
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def _clear(scene: SceneSpec, camera: CameraPose) -> bool:
     if any(b.lo[0] - m < x < b.hi[0] + m and b.lo[1] - m < y < b.hi[1] + m and b.lo[2] - m < z < b.hi[2] + m
            for b in scene.boxes):  # fmt: skip
         return False
-    return float(trace_depth(scene, camera, stride=8).min()) >= MIN_DEPTH
+    return float(trace_depth(scene, camera, stride=NEAR_STRIDE).min()) >= MIN_DEPTH
 
 
 def _draw_walk(rng: np.random.Generator, scene: SceneSpec) -> Walk:
@@ -168,34 +169,53 @@ def timing(rng: np.random.Generator, frames: int, fps: float, k: int) -> Timing:
     return Timing(rgb, depth, gt)
 
 
-def render_sequence(params: SyntheticSequencesParams, k: int) -> tuple[str, dict]:
-    """Sequence k's folder name and `write_sequence`'s arguments (frames rendered lazily).
+@dataclass(frozen=True)
+class Plan:
+    """Everything sequence k is drawn from: its room, walk, clocks and per-frame sensor-noise seeds."""
 
-    Returns:
-        (name, {"intrinsics", "rgb", "depth", "groundtruth"}) where rgb and depth are
-        iterators of (timestamp, image) and groundtruth a list of (timestamp, (4, 4)).
-    """
+    name: str
+    scene: SceneSpec
+    walk: Walk
+    clock: Timing
+    noise: np.ndarray  # (N,) render_frame noise seeds, one per RGB frame
+
+    def camera(self, t: float, i: int = 0) -> CameraPose:
+        """The renderer's camera at timestamp `t` (s since the epoch), with RGB frame i's noise seed."""
+        return self.walk.pose(t - self.clock.rgb[0], int(self.noise[i]))
+
+
+def plan_sequence(params: SyntheticSequencesParams, k: int) -> Plan:
+    """Sequence k's (0-based) plan: a pure function of `params.seed`, `k`, the frame count and rate."""
     scene = sequence_room(params.seed, k)
     clock = timing(_rng(params.seed, _WALK_STREAM, 10_000 + k), params.frames, params.fps, k)
     walk = plan_walk(params.seed, k, scene, clock.rgb - clock.rgb[0])
     noise = _rng(params.seed, _WALK_STREAM, 20_000 + k).integers(1 << 30, size=params.frames)
+    return Plan(f"synthetic_{k + 1:03d}_{scene.name}", scene, walk, clock, noise)
+
+
+def render_sequence(params: SyntheticSequencesParams, plan: Plan) -> dict:
+    """`write_sequence`'s arguments for a plan, its frames rendered lazily as they are written.
+
+    Returns:
+        {"intrinsics", "rgb", "depth", "groundtruth"}: rgb and depth iterate over (timestamp,
+        image), groundtruth is a list of (timestamp, (4, 4) camera-to-world).
+    """
     size = (params.height, params.width)
     rendered: list[np.ndarray | None] = []  # raw depth of each RGB frame, until depth.txt's pass writes it
 
     def frames() -> Iterator[tuple[float, np.ndarray]]:
         exposure = AutoExposure(params.fps)
-        for i, t in enumerate(clock.rgb):
-            rgb, _, raw = render_frame(scene, walk.pose(t - clock.rgb[0], int(noise[i])), size, exposure)
+        for i, t in enumerate(plan.clock.rgb):
+            rgb, _, raw = render_frame(plan.scene, plan.camera(t, i), size, exposure)
             rendered.append(raw)
             yield float(t), rgb
 
     def depths() -> Iterator[tuple[float, np.ndarray]]:
-        for i, t in enumerate(clock.depth):  # the RGB frames are written first, so each is rendered once
+        for i, t in enumerate(plan.clock.depth):  # the RGB frames are written first, so each is rendered once
             raw, rendered[i] = rendered[i], None  # written once: free it (120 frames at 480x640 are 150 MB)
             if np.isfinite(t) and raw is not None:
                 yield float(t), raw
 
-    gt = [(float(t), camera_to_world(walk.pose(t - clock.rgb[0]))) for t in clock.groundtruth]
-    name = f"synthetic_{k + 1:03d}_{scene.name}"
-    return name, {"intrinsics": NYU_KINECT.scaled(params.width, params.height), "rgb": frames(), "depth": depths(),
-                  "groundtruth": gt}  # fmt: skip
+    gt = [(float(t), camera_to_world(plan.camera(t))) for t in plan.clock.groundtruth]
+    k = NYU_KINECT.scaled(params.width, params.height)
+    return {"intrinsics": k, "rgb": frames(), "depth": depths(), "groundtruth": gt}
