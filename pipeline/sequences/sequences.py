@@ -41,7 +41,7 @@ def _tum(params: Params, root: Path, staging: Path) -> None:
     from pipeline.sequences.tum import fetch_tum, link_sequence
 
     for src in fetch_tum(params.sequences.tum, root):
-        link_sequence(src, staging / src.name)
+        link_sequence(src, staging / src.name, hard_link=True)
 
 
 def _folder(params: Params, root: Path, staging: Path) -> None:
@@ -55,7 +55,7 @@ def _folder(params: Params, root: Path, staging: Path) -> None:
             "put TUM-layout sequences there or set sequences.folder_root"
         )
     for src in found:
-        link_sequence(src, staging / src.name)
+        link_sequence(src, staging / src.name, hard_link=False)
 
 
 def run(params: Params, root: Path) -> dict:

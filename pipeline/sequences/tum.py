@@ -19,6 +19,8 @@ import os
 import shutil
 from pathlib import Path
 
+from PIL import Image
+
 from pipeline.config import TumParams
 from pipeline.data.archive import MARKER, fetch_and_unpack
 from pipeline.errors import PipelineError
@@ -52,8 +54,24 @@ def fetch_tum(tum: TumParams, root: Path) -> list[Path]:
     return out
 
 
-def link_sequence(src: Path, dest: Path) -> None:
-    """Puts sequence folder `src`'s files at `dest` (hard links, copies across file systems), plus calibration.txt.
+def _image_size(folder: Path) -> tuple[int, int]:
+    """(width, height) of the sequence's first RGB image (TUM's are all one size)."""
+    first = next(iter(sorted((folder / "rgb").glob("*.png"))), None)
+    if first is None:
+        raise PipelineError(f"{folder / 'rgb'}: holds no PNG image; the sequence is empty")
+    with Image.open(first) as img:
+        return img.size
+
+
+def link_sequence(src: Path, dest: Path, hard_link: bool) -> None:
+    """Puts sequence folder `src`'s files at `dest`, plus a calibration.txt if it has none.
+
+    Args:
+        src: a TUM-layout sequence folder (never modified).
+        dest: the folder to fill.
+        hard_link: hard-link the files (copy across file systems): for the stage's own download
+            folder, whose files nobody edits; False copies them (a user's folder: an edit in place
+            there must not change the output behind DVC's back).
 
     Raises:
         PipelineError: `src` has no calibration.txt and its name names no freiburg Kinect.
@@ -64,6 +82,8 @@ def link_sequence(src: Path, dest: Path) -> None:
         target = dest / path.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if not hard_link:
+                raise OSError
             os.link(path, target)
         except OSError:
             shutil.copy2(path, target)
@@ -74,5 +94,5 @@ def link_sequence(src: Path, dest: Path) -> None:
                 f"{src}: no {CALIBRATION} and its name names no TUM Kinect (freiburg1/2/3); "
                 "add one line 'fx fy cx cy' (pixels, at the images' size) as calibration.txt"
             )
-        write_calibration(dest, k)  # TUM's images are 640x480, the size these values are for
+        write_calibration(dest, k.scaled(*_image_size(dest)))  # TUM's are 640x480: the values as published
     log.info("%s -> %s", src, dest)
