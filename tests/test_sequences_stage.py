@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
 
-from pipeline.config import Params
+from pipeline.config import Params, ParamsError, params_from_dict
 from pipeline.errors import PipelineError
 from pipeline.sequences.calibration import FREIBURG
 from pipeline.sequences.layout import list_sequences, read_sequence
 from pipeline.sequences.sequences import NOTE, run
+from tests.conftest import shrunk_raw
 from tests.http_server import LocalHTTPServer
 from tests.tum_fixtures import SIZE, make_tum, tgz_of
 
@@ -105,3 +107,25 @@ def test_folder_source_links_sequences_on_disk_and_refuses_an_empty_or_broken_on
     with pytest.raises(PipelineError, match="groundtruth.txt: holds no poses"):
         run(p, tmp_path)
     assert read_sequence(out).frames  # the good output of the last run is still there
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"source": "kitti"}, "sequences.source"),
+        ({"tolerance_s": 0}, "sequences.tolerance_s"),
+        ({"synthetic": {"frames": 1}}, "sequences.synthetic.frames"),
+        ({"tum": {"names": ["desk"]}}, "sequences.tum.names"),
+        ({"tum": {"sha256": [""]}}, "sequences.tum.sha256"),  # two names, one checksum
+        ({"tum": {"mirrors": []}}, "sequences.tum.mirrors"),
+    ],
+)
+def test_a_bad_sequences_param_names_its_key(change: dict, key: str) -> None:
+    raw = shrunk_raw()
+    for name, value in change.items():
+        if isinstance(value, dict):
+            raw["sequences"][name] = {**raw["sequences"][name], **value}
+        else:
+            raw["sequences"][name] = value
+    with pytest.raises(ParamsError, match=rf"'{re.escape(key)}' is .*; allowed: "):
+        params_from_dict(raw)
