@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def test_synthetic_source_writes_n_sequences_in_the_tum_layout(tmp_path: Path, p
         seq = read_sequence(folder)
         assert len(seq.frames) == out["frames"][folder.name] == params.sequences.synthetic.frames - 1
         assert (seq.intrinsics.width, seq.intrinsics.height) == (64, 48)
+    manifest = json.loads((tmp_path / params.paths.sequences / "sequences.json").read_text())
+    assert manifest["frames"] == out["frames"] and manifest["sequences"]["synthetic"]["n"] == 2
 
 
 def _tum_server(tmp_path: Path) -> tuple[dict[str, bytes], list]:

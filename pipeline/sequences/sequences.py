@@ -14,14 +14,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipeline.config import Params
+from pipeline.config import Params, to_yaml_dict
 from pipeline.errors import PipelineError
-from pipeline.io import atomic_dir, write_text_atomic
+from pipeline.io import atomic_dir, write_json_atomic, write_text_atomic
 from pipeline.sequences.layout import list_sequences, read_sequence, write_sequence
 
 log = logging.getLogger(__name__)
 
 NOTE = "NOTE.txt"
+MANIFEST = "sequences.json"  # beside the sequence folders: the params that made them and their frame counts
 DISABLED_NOTE = (
     "No sequences: sequences.enabled is false in params.yaml, so nothing was downloaded or rendered. "
     "This note stands in for them because DVC requires every stage output to exist.\n"
@@ -61,6 +62,9 @@ def _folder(params: Params, root: Path, staging: Path) -> None:
 def run(params: Params, root: Path) -> dict:
     """Writes `paths.sequences` under `root`: one TUM-layout folder per sequence, or only a note when disabled.
 
+    Beside the folders, `sequences.json` records the `sequences` params that made them and each
+    sequence's associated frame count.
+
     Returns:
         {"sequences": the folder, "names": [sequence names], "frames": {name: associated frames}}.
 
@@ -82,6 +86,7 @@ def run(params: Params, root: Path) -> dict:
         else:
             _folder(params, Path(root), staging)
         frames = {p.name: len(read_sequence(p, seq.tolerance_s).frames) for p in list_sequences(staging)}
+        write_json_atomic(staging / MANIFEST, {"sequences": to_yaml_dict(seq), "frames": frames})
     for name, n in frames.items():
         log.info("sequence %s: %d associated RGB-D frames with ground truth", name, n)
     return {"sequences": out, "names": sorted(frames), "frames": frames}
