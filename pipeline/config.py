@@ -37,6 +37,7 @@ BestMetric = Literal["abs_rel", "rmse", "delta1", "silog", "val_loss"]
 GroundTruth = Literal["raw", "filled"]
 Crop = Literal["eigen", "none"]
 TrainData = Literal["auto", "device", "stream"]
+SequenceSource = Literal["synthetic", "tum", "folder"]
 
 
 def choices(literal: Any) -> tuple[str, ...]:
@@ -145,6 +146,8 @@ class PathsParams(Section):
     report_md: Path
     report_html: Path
     figures_dir: Path
+    sequences: Path
+    """RGB-D sequences in TUM RGB-D's layout, one sub-folder per sequence, whatever `sequences.source`."""
 
     def resolve(self, root: str | Path) -> PathsParams:
         """Every path under `root` (the folder the stage runs in, normally the repository root)."""
@@ -266,6 +269,92 @@ class DataParams(Section):
             yield name, v == "" or _is_sha256(v), "64 hex digits, or '' to skip verification"
         yield "size", self.size >= 0, "bytes >= 0 (0 = don't check)"
         yield "retries", self.retries >= 0, "an integer >= 0"
+
+
+# TUM RGB-D's sequence names as its download page spells them, e.g. freiburg1_desk.
+_TUM_NAME = re.compile(r"freiburg[123]_[a-z0-9_]+")
+
+
+@dataclass(frozen=True)
+class SyntheticSequencesParams(Section):
+    """Rendered hand-held sequences with exact poses (`sequences.source: synthetic`; docs/sequences.md)."""
+
+    KEY: ClassVar[str] = "sequences.synthetic"
+    n: int
+    """How many sequences, each in a room of its own (never a room of the depth data)."""
+    frames: int
+    """RGB frames per sequence (at `fps`: 120 frames = 4 s of walking, as TUM's shorter fr1 clips)."""
+    fps: float
+    """RGB frame rate in Hz: the Kinect's 30, so frame-to-frame motion is TUM's; depth and ground truth run
+    on their own clocks (depth offset by a few ms, ground truth at 100 Hz) so association is exercised."""
+    height: int
+    """Frame height; 480x640 is TUM's and NYU's (the demo and tests render 128x160 or smaller: far fewer rays)."""
+    width: int
+    seed: int
+    """Rooms, trajectories and sensor noise are a pure function of it (a seed stream apart from data.synthetic's)."""
+
+    def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        yield "n", 1 <= self.n <= 1000, "an integer in 1..1000"
+        yield "frames", 2 <= self.frames <= 10000, "an integer in 2..10000 (motion needs two frames)"
+        yield "fps", 1 <= self.fps <= 120, "Hz in 1..120"
+        yield "height", 16 <= self.height <= 1920, "an integer in 16..1920 (pixels)"
+        yield "width", 16 <= self.width <= 2560, "an integer in 16..2560 (pixels)"
+
+
+@dataclass(frozen=True)
+class TumParams(Section):
+    """TUM RGB-D benchmark sequences (`sequences.source: tum`; docs/sequences.md for sizes and choices)."""
+
+    KEY: ClassVar[str] = "sequences.tum"
+    names: list[str]
+    """Sequences as TUM's download page names them (freiburg1_desk, freiburg3_long_office_household, ...);
+    freiburg1/2/3 also picks the intrinsics TUM publishes for that Kinect."""
+    mirrors: list[str]
+    """Base URLs tried in order: `<mirror>/freiburg1/rgbd_dataset_freiburg1_desk.tgz` (http(s), file:// or a
+    local folder holding the archives)."""
+    sha256: list[str]
+    """One per name ('' = unpinned): TUM publishes no checksums, so the first download logs the archive's
+    SHA-256, to paste here to pin it."""
+    download_dir: Path
+    """Where archives are unpacked (one folder each, kept between runs; not a DVC output): the stage links
+    their files into paths.sequences, so a re-run never downloads again."""
+    retries: int
+    """Transient failures retried per mirror with exponential backoff (as data.retries)."""
+
+    def urls(self, name: str) -> tuple[str, ...]:
+        """The mirrors' URLs of sequence `name`'s archive, in the order to try them."""
+        kinect = name.split("_")[0]
+        return tuple(f"{m.rstrip('/')}/{kinect}/rgbd_dataset_{name}.tgz" for m in self.mirrors)
+
+    def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        yield "names", all(_TUM_NAME.fullmatch(n) for n in self.names), "TUM names such as freiburg1_desk"
+        yield "names", len(set(self.names)) == len(self.names), "each name once"
+        yield "mirrors", len(self.mirrors) > 0 and all(m.strip() for m in self.mirrors), "a non-empty list of URLs"
+        ok_sha = len(self.sha256) == len(self.names) and all(v == "" or _is_sha256(v) for v in self.sha256)
+        yield "sha256", ok_sha, "one entry per name: 64 hex digits, or '' (unpinned)"
+        yield "retries", self.retries >= 0, "an integer >= 0"
+
+
+@dataclass(frozen=True)
+class SequencesParams(Section):
+    """RGB-D sequences with ground-truth camera motion, in TUM RGB-D's layout (the `sequences` stage)."""
+
+    KEY: ClassVar[str] = "sequences"
+    enabled: bool
+    """false: no sequences (nothing downloaded or rendered); paths.sequences then holds only a note."""
+    source: SequenceSource
+    """synthetic: rendered rooms of their own with exact poses; tum: TUM RGB-D's sequences (`sequences.tum`);
+    folder: TUM-layout sequence folders already on disk under `folder_root`."""
+    tolerance_s: float
+    """Association window in seconds: an RGB frame takes the nearest depth frame within it, and its pose from
+    ground truth within it (TUM's associate.py max_difference, 0.02 s)."""
+    folder_root: Path
+    """source folder: the folder holding TUM-layout sequence folders (each gets linked into paths.sequences)."""
+    synthetic: SyntheticSequencesParams
+    tum: TumParams
+
+    def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        yield "tolerance_s", 0 < self.tolerance_s <= 1, "seconds in (0, 1] (TUM's tools use 0.02)"
 
 
 @dataclass(frozen=True)
@@ -467,6 +556,7 @@ class Params(Section):
     train: TrainParams
     eval: EvalParams
     mlflow: MlflowParams
+    sequences: SequencesParams
 
     def to_flat_dict(self) -> dict[str, Any]:
         """Every param flattened with dotted keys as written in params.yaml (`loss.lambda`)."""

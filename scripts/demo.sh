@@ -29,6 +29,12 @@ DEMO_SET=(
   train.augment=false
   train.device=cpu
   eval.batch_size=8
+  # Two short rendered sequences for the pose work (docs/sequences.md), not TUM's download.
+  sequences.source=synthetic
+  sequences.synthetic.n=2
+  sequences.synthetic.frames=30
+  sequences.synthetic.height=128
+  sequences.synthetic.width=160
 )
 
 name="demo-$(date +%Y%m%d-%H%M%S)"

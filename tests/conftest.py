@@ -27,6 +27,11 @@ SHRUNK: dict[str, dict[str, Any]] = {
     "train": {"epochs": 2, "batch_size": 4, "warmup_epochs": 1, "device": "cpu"},
     "eval": {"n_examples": 2},
     "mlflow": {"enabled": False},  # tests that track point MLFLOW_TRACKING_URI at tmp_path and turn it on
+    # Two rendered 8-frame sequences at 48x64: well under a second, never the TUM download.
+    "sequences": {
+        "source": "synthetic",
+        "synthetic": {"n": 2, "frames": 8, "fps": 30.0, "height": 48, "width": 64, "seed": 0},
+    },
 }
 
 

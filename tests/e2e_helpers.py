@@ -26,6 +26,11 @@ TINY_SET = [
     "train.warmup_epochs=0",
     "train.device=cpu",
     "eval.n_examples=2",
+    "sequences.source=synthetic",  # the default fetches TUM RGB-D: tests never touch the internet
+    "sequences.synthetic.n=2",
+    "sequences.synthetic.frames=8",
+    "sequences.synthetic.height=48",
+    "sequences.synthetic.width=64",
 ]
 
 

@@ -219,6 +219,8 @@ def test_stage_params_are_exactly_the_keys_the_stage_reads(tmp_path: Path, monke
     # hard-linked, so every key the download reads is exercised offline).
     run["download"](params, tmp_path / "synthetic")
     found["download"] |= reads.take()
+    run["sequences"](params, tmp_path / "synthetic")  # the shrunk synthetic sequences (conftest)
+    found["sequences"] |= reads.take()
     raw = tmp_path / "synthetic" / params.paths.labeled
     splits = str(raw.with_name("splits.mat"))
     data = dataclasses.replace(params.data, source="nyudv2", url=str(raw), splits_url=splits, size=0, sha256="")

@@ -8,6 +8,7 @@ face is the hit); furniture boxes use the slab test, one box at a time over all 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,9 @@ KINECT_BASELINE_PX = FX * 0.075  # focal length x the 7.5 cm projector-camera ba
 _ROOM_SURF = np.array([[4, 5], [0, 1], [2, 3]])  # [exit axis, direction > 0] -> surface id
 _SURF_AXIS = (1, 1, 2, 2, 0, 0)  # room surface id -> its normal axis
 _UV_AXES = ((2, 1), (0, 2), (0, 1))  # normal axis -> the (u, v) world axes of that face
+# A camera's exposure control: given a frame's 99th-percentile radiance (its meter reading), the gain
+# to expose it with. None = each frame on its own meter (single frames; sequences may vary it slowly).
+Exposure = Callable[[float], float]
 
 
 @dataclass
@@ -287,9 +291,10 @@ def _scaled(pixels: int | np.integer, scale: float) -> int:
     return max(round(int(pixels) * scale), min(int(pixels), 1))
 
 
-def _tone_map(radiance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _tone_map(radiance: np.ndarray, rng: np.random.Generator, control: Exposure | None = None) -> np.ndarray:
     """Auto-exposure, display gamma, slight optical blur and sensor noise; (H, W, 3) uint8."""
-    exposure = 0.9 / max(float(np.percentile(radiance, 99)), 1e-6)
+    meter = max(float(np.percentile(radiance, 99)), 1e-6)
+    exposure = 0.9 / meter if control is None else control(meter)
     img = np.clip(radiance * exposure, 0, 1) ** (1 / 1.4)
     img = ndimage.gaussian_filter(img, sigma=(0.6, 0.6, 0))
     img = img + rng.normal(0, 0.01, img.shape)
@@ -297,7 +302,12 @@ def _tone_map(radiance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _render(
-    scene: SceneSpec, camera: CameraPose, stride: int, rng: np.random.Generator, size: tuple[int, int] = (HEIGHT, WIDTH)
+    scene: SceneSpec,
+    camera: CameraPose,
+    stride: int,
+    rng: np.random.Generator,
+    size: tuple[int, int] = (HEIGHT, WIDTH),
+    exposure: Exposure | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Rgb (h, w, 3) uint8, capped depth (h, w), cosine of incidence (h, w) and no-IR mask (h, w)."""
     origin = np.asarray(camera.position, np.float32)
@@ -308,7 +318,7 @@ def _render(
     points = origin + dirs * hits.t[:, None]  # (N, 3)
     alb = _face_albedo(scene, hits, points)
     emission, no_ir = _decals(scene, hits, points, alb)
-    rgb = _tone_map(_radiance(scene, hits, points, origin, alb, emission).reshape(*shape, 3), rng)
+    rgb = _tone_map(_radiance(scene, hits, points, origin, alb, emission).reshape(*shape, 3), rng, exposure)
     depth = np.minimum(hits.t, MAX_DEPTH).reshape(shape).astype(np.float32)
     cos_inc = np.abs((hits.normal * dirs).sum(axis=1)) / np.linalg.norm(dirs, axis=1)
     return rgb, depth, cos_inc.reshape(shape), no_ir.reshape(shape)
@@ -324,7 +334,7 @@ def render_rgbd(scene: SceneSpec, camera: CameraPose, stride: int = 1) -> tuple[
 
 
 def render_frame(
-    scene: SceneSpec, camera: CameraPose, size: tuple[int, int] = (HEIGHT, WIDTH)
+    scene: SceneSpec, camera: CameraPose, size: tuple[int, int] = (HEIGHT, WIDTH), exposure: Exposure | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Renders one Kinect frame, 480x640 unless `size` says otherwise.
 
@@ -333,12 +343,14 @@ def render_frame(
         camera: the pose in it.
         size: the frame's (h, w): the Kinect's field of view at that resolution. A demo
             that trains at 128x160 renders there: 15x fewer rays than 480x640.
+        exposure: the camera's exposure control (`Exposure`); None exposes the frame on its own
+            99th percentile, as single frames always are.
 
     Returns:
         rgb (h, w, 3) uint8, depth (h, w) float32 z-depth in metres capped at MAX_DEPTH,
         raw_depth (h, w) float32 equal to depth except 0 at Kinect holes.
     """
     rng = np.random.default_rng(camera.noise_seed)
-    rgb, depth, cos_inc, no_ir = _render(scene, camera, 1, rng, size)
+    rgb, depth, cos_inc, no_ir = _render(scene, camera, 1, rng, size, exposure)
     holes = kinect_holes(depth, cos_inc, no_ir, rng)
     return rgb, depth, np.where(holes, np.float32(0), depth).astype(np.float32)
