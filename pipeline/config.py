@@ -327,7 +327,8 @@ class TumParams(Section):
         return tuple(f"{m.rstrip('/')}/{kinect}/rgbd_dataset_{name}.tgz" for m in self.mirrors)
 
     def _ranges(self) -> Iterator[tuple[str, bool, str]]:
-        yield "names", all(_TUM_NAME.fullmatch(n) for n in self.names), "TUM names such as freiburg1_desk"
+        ok_names = len(self.names) > 0 and all(_TUM_NAME.fullmatch(n) for n in self.names)
+        yield "names", ok_names, "a non-empty list of TUM names such as freiburg1_desk"
         yield "names", len(set(self.names)) == len(self.names), "each name once"
         yield "mirrors", len(self.mirrors) > 0 and all(m.strip() for m in self.mirrors), "a non-empty list of URLs"
         ok_sha = len(self.sha256) == len(self.names) and all(v == "" or _is_sha256(v) for v in self.sha256)
