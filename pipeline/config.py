@@ -148,6 +148,12 @@ class PathsParams(Section):
     figures_dir: Path
     sequences: Path
     """RGB-D sequences in TUM RGB-D's layout, one sub-folder per sequence, whatever `sequences.source`."""
+    pose_metrics: Path
+    """The pose stage's scores per variant and baseline (a DVC metrics file)."""
+    pose_pairs: Path
+    """One row per scored pair and method: errors, convergence, residual."""
+    pose_trajectories: Path
+    """The chained gap-1 trajectories per sequence and method, TUM format, beside the ground truth."""
 
     def resolve(self, root: str | Path) -> PathsParams:
         """Every path under `root` (the folder the stage runs in, normally the repository root)."""
@@ -358,6 +364,61 @@ class SequencesParams(Section):
         yield "tolerance_s", 0 < self.tolerance_s <= 1, "seconds in (0, 1] (TUM's tools use 0.02)"
 
 
+PoseFeatures = Literal["encoder", "rgb"]
+PoseDepth = Literal["predicted", "sensor"]
+
+
+def _subset(values: list[str], literal: Any) -> tuple[bool, str]:
+    """Whether `values` is a non-empty list of distinct choices of `literal`, and what is allowed."""
+    allowed = choices(literal)
+    ok = len(values) > 0 and len(set(values)) == len(values) and all(v in allowed for v in values)
+    return ok, f"a non-empty list of distinct values from {' | '.join(allowed)}"
+
+
+@dataclass(frozen=True)
+class PoseParams(Section):
+    """Camera motion from the depth network's features by direct alignment (the `pose` stage; docs/pose.md)."""
+
+    KEY: ClassVar[str] = "pose"
+    features: list[str]
+    """What is aligned, one variant each: encoder (the depth network's encoder pyramid) | rgb (image
+    intensities: classical photometric alignment, the reference the features must beat)."""
+    depth: list[str]
+    """The target depth the pixels are back-projected with, crossed with `features`: predicted (the network's,
+    metric) | sensor (the sequence's depth images: what predicted depth costs is the difference)."""
+    control: bool
+    """Also align the same encoder at its initial, untrained weights (sensor depth): isolates what training
+    gave the features from what the architecture alone does."""
+    gaps: list[int]
+    """Frame gaps of the scored pairs (target i, source i + gap): RPE and success rate per gap measure the
+    basin (every pair starts from the identity). Gap 1 also gives the chained trajectory and its ATE."""
+    max_frames: int
+    """Frames of each sequence used, from its start; 0 = all (TUM's fr1/desk: 573)."""
+    iterations: int
+    """Cap on Levenberg-Marquardt iterations per pyramid level (LKVOLearner's 20)."""
+    batch_size: int
+    """Pairs aligned at once (and frames per depth prediction)."""
+    success_trans_m: float
+    """A pair succeeds when it converged with translation error within this (metres) ..."""
+    success_rot_deg: float
+    """... and rotation error within this (degrees)."""
+    seed: int
+    """Initial weights of the untrained-encoder control (torch's default initialisation under this seed)."""
+    device: DeviceName
+    """auto | cuda | mps | cpu: where features are extracted and pairs aligned (Open3D runs on the CPU)."""
+
+    def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        yield "features", *_subset(self.features, PoseFeatures)
+        yield "depth", *_subset(self.depth, PoseDepth)
+        ok_gaps = len(self.gaps) > 0 and len(set(self.gaps)) == len(self.gaps) and all(g >= 1 for g in self.gaps)
+        yield "gaps", ok_gaps, "a non-empty list of distinct frame gaps >= 1"
+        yield "max_frames", self.max_frames == 0 or self.max_frames >= 2, "0 (all) or an integer >= 2"
+        yield "iterations", 1 <= self.iterations <= 1000, "an integer in 1..1000"
+        yield "batch_size", self.batch_size >= 1, "an integer >= 1"
+        yield "success_trans_m", self.success_trans_m > 0, "metres > 0"
+        yield "success_rot_deg", 0 < self.success_rot_deg <= 180, "degrees in (0, 180]"
+
+
 @dataclass(frozen=True)
 class PreprocessParams(Section):
     """The processed splits: training resolution and the validation carve-out."""
@@ -558,6 +619,7 @@ class Params(Section):
     eval: EvalParams
     mlflow: MlflowParams
     sequences: SequencesParams
+    pose: PoseParams
 
     def to_flat_dict(self) -> dict[str, Any]:
         """Every param flattened with dotted keys as written in params.yaml (`loss.lambda`)."""

@@ -139,3 +139,20 @@ def test_an_empty_sequence(tmp_path: Path) -> None:
     (fx2.folder / "depth.txt").write_text("# depth maps\n")  # RGB frames, but none with depth
     with pytest.raises(PipelineError, match="no RGB frame has depth and ground truth within 0.02 s"):
         read_sequence(fx2.folder)
+
+
+def test_a_sequence_without_ground_truth_reads_only_when_allowed(tmp_path: Path) -> None:
+    # The odometry CLI runs on one's own recordings: no groundtruth.txt, and maybe no depth.txt.
+    fx = make_tum(tmp_path, n=6, missing=2)
+    (fx.folder / "groundtruth.txt").unlink()
+    with pytest.raises(PipelineError, match=r"groundtruth\.txt: not found"):
+        read_sequence(fx.folder)
+    seq = read_sequence(fx.folder, require_groundtruth=False)
+    assert len(seq.frames) == 5 and not seq.has_groundtruth  # the frame without depth is still dropped
+    assert all(f.pose is None for f in seq.frames)
+    with pytest.raises(PipelineError, match="no ground truth"):
+        _ = seq.poses
+    (fx.folder / "depth.txt").unlink()
+    seq = read_sequence(fx.folder, require_depth=False, require_groundtruth=False)
+    assert len(seq.frames) == 6 and all(f.depth_path is None for f in seq.frames)
+    np.testing.assert_allclose(seq.times, np.sort(fx.rgb_times))

@@ -41,7 +41,7 @@ class RGBDFrame:
     rgb_path: Path
     depth_time: float | None
     depth_path: Path | None
-    pose: np.ndarray  # (4, 4) float64 camera-to-world at rgb_time (OpenCV/TUM camera, metres)
+    pose: np.ndarray | None  # (4, 4) float64 camera-to-world at rgb_time (OpenCV/TUM camera); None: no ground truth
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,20 @@ class Sequence:
     frames: tuple[RGBDFrame, ...]
 
     @property
+    def has_groundtruth(self) -> bool:
+        """Whether every frame has its ground-truth pose (False only for `require_groundtruth=False` reads)."""
+        return all(f.pose is not None for f in self.frames)
+
+    @property
     def poses(self) -> np.ndarray:
-        """(N, 4, 4) camera-to-world of every frame."""
-        return np.stack([f.pose for f in self.frames])
+        """(N, 4, 4) camera-to-world of every frame.
+
+        Raises:
+            PipelineError: the sequence was read without ground truth.
+        """
+        if not self.has_groundtruth:
+            raise PipelineError(f"{self.folder / 'groundtruth.txt'}: not found; this sequence has no ground truth")
+        return np.stack([f.pose for f in self.frames if f.pose is not None])
 
     @property
     def times(self) -> np.ndarray:
@@ -197,7 +208,9 @@ def _check_depth_png(path: Path, listing: Path, number: int) -> None:
             raise PipelineError(f"{listing} line {number}: {path.name} is a {img.mode} image, not a 16-bit depth PNG")
 
 
-def read_sequence(folder: Path, tolerance_s: float = 0.02, require_depth: bool = True) -> Sequence:
+def read_sequence(
+    folder: Path, tolerance_s: float = 0.02, require_depth: bool = True, require_groundtruth: bool = True
+) -> Sequence:
     """Reads a TUM-layout sequence and associates its RGB, depth and ground truth by timestamp.
 
     Each RGB frame takes the nearest depth frame within `tolerance_s` (TUM's associate.py)
@@ -209,7 +222,10 @@ def read_sequence(folder: Path, tolerance_s: float = 0.02, require_depth: bool =
         folder: the sequence folder.
         tolerance_s: the association window in seconds (0.02 as TUM's tools).
         require_depth: True drops RGB frames without depth within the window (as associate.py);
-            False keeps them with `depth_time` and `depth_path` None (for predicted depth).
+            False keeps them with `depth_time` and `depth_path` None (for predicted depth),
+            and then a missing depth.txt means no depth at all.
+        require_groundtruth: False reads a sequence without groundtruth.txt (odometry on
+            one's own recording): every frame is kept, with `pose` None.
 
     Raises:
         PipelineError: a listed image is missing, a line is malformed, a depth PNG is not
@@ -218,24 +234,20 @@ def read_sequence(folder: Path, tolerance_s: float = 0.02, require_depth: bool =
     """
     folder = Path(folder)
     rgb_t, rgb_paths, rgb_lines = _images(folder, "rgb.txt")
-    depth_t, depth_paths, depth_lines = _images(folder, "depth.txt")
+    no_depth = not require_depth and not (folder / "depth.txt").exists()
+    depth_t, depth_paths, depth_lines = (np.zeros(0), [], []) if no_depth else _images(folder, "depth.txt")
     if len(rgb_t) == 0:
         raise PipelineError(f"{folder / 'rgb.txt'}: lists no frames; the sequence is empty")
-    gt_t, gt_poses = _groundtruth(folder)
+    gt = None if not require_groundtruth and not (folder / "groundtruth.txt").exists() else _groundtruth(folder)
     pairs = associate(rgb_t, depth_t, tolerance_s)
     frames = []
     for i in np.argsort(rgb_t, kind="stable"):
         j = pairs.get(int(i))
         if j is None and require_depth:
             continue
-        if not gt_t[0] - tolerance_s <= rgb_t[i] <= gt_t[-1] + tolerance_s:
-            continue
-        pose = pose_at(float(rgb_t[i]), gt_t, gt_poses, tolerance_s)
-        if pose is None:
-            raise PipelineError(
-                f"{folder / 'rgb.txt'} line {rgb_lines[i]}: no ground-truth pose within {tolerance_s} s of "
-                f"{rgb_t[i]:.6f} in groundtruth.txt; fix the file or widen sequences.tolerance_s"
-            )
+        pose = None if gt is None else _frame_pose(folder, gt, float(rgb_t[i]), rgb_lines[i], tolerance_s)
+        if gt is not None and pose is None:
+            continue  # outside the ground truth's span
         if j is not None:
             _check_depth_png(depth_paths[j], folder / "depth.txt", depth_lines[j])
         depth_time, depth_path = (float(depth_t[j]), depth_paths[j]) if j is not None else (None, None)
@@ -248,3 +260,23 @@ def read_sequence(folder: Path, tolerance_s: float = 0.02, require_depth: bool =
         width, height = img.size
     log.info("%s: %d of %d RGB frames associated", folder.name, len(frames), len(rgb_t))
     return Sequence(folder.name, folder, read_intrinsics(folder, width, height), tuple(frames))
+
+
+def _frame_pose(
+    folder: Path, gt: tuple[np.ndarray, np.ndarray], t: float, line: int, tolerance_s: float
+) -> np.ndarray | None:
+    """The ground-truth pose at RGB time `t`; None outside the ground truth's span (the frame is dropped).
+
+    Raises:
+        PipelineError: `t` is inside the span but no pose lies within the window.
+    """
+    gt_t, gt_poses = gt
+    if not gt_t[0] - tolerance_s <= t <= gt_t[-1] + tolerance_s:
+        return None
+    pose = pose_at(t, gt_t, gt_poses, tolerance_s)
+    if pose is None:
+        raise PipelineError(
+            f"{folder / 'rgb.txt'} line {line}: no ground-truth pose within {tolerance_s} s of "
+            f"{t:.6f} in groundtruth.txt; fix the file or widen sequences.tolerance_s"
+        )
+    return pose
