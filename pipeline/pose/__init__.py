@@ -1,0 +1,11 @@
+"""Camera motion between two frames by direct alignment of features on SE(3).
+
+`extract` builds a feature `Pyramid` (the depth network's encoder features, or image
+intensities); `align` estimates `T_j_from_i` for batches of (target i, source j) pairs
+from the target's depth. See docs/pose.md.
+"""
+
+from pipeline.pose.solver import AlignOptions, AlignResult, align
+from pipeline.pose.features import FEATURE_KINDS, Pyramid, extract, untrained_copy
+
+__all__ = ["FEATURE_KINDS", "AlignOptions", "AlignResult", "Pyramid", "align", "extract", "untrained_copy"]

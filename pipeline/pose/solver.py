@@ -1,0 +1,223 @@
+"""Direct feature alignment on SE(3): inverse-compositional Levenberg-Marquardt, coarse to fine.
+
+For a pair (target i, source j) the unknown is T = T_j_from_i. At each level, every target
+pixel u with depth gives a point X (target frame); the residual is
+r(u) = F_src(pi(T X)) - F_tgt(u), robustly weighted (`pipeline.pose.robust`). The
+inverse-compositional form (Baker & Matthews; LKVOLearner) perturbs the target side,
+F_tgt(pi(exp(xi) X)), so the Jacobian J = grad F_tgt(u) . d pi / d X . [I | -[X]_x]
+(`warp.warp_jacobian`) and each pixel's J^T J are computed once per level; an iteration
+costs one warp and one bilinear sample of the source. The step solves
+(H + lambda diag H) xi = J^T W r and updates T <- T exp(-xi) (a right perturbation,
+on the target's side). A step is kept only when it lowers the cost (lambda / 10, else
+x 10 and retry). See docs/pose.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from pipeline.camera import Intrinsics
+from pipeline.pose import robust, se3, warp
+from pipeline.pose.features import Pyramid
+
+STATUS = ("converged", "not_finite", "few_valid", "high_residual", "iteration_cap")
+LAMBDA_MAX = 1e4  # LM damping beyond which no descent step exists: the pair sits in a minimum
+
+
+@dataclass(frozen=True)
+class AlignOptions:
+    """How `align` runs; the defaults are what docs/pose.md measures."""
+
+    strides: tuple[int, ...] = (1, 2, 4, 8)
+    """Pyramid levels (input pixels per feature pixel) to extract and align over, coarse to fine."""
+    iterations: int = 20
+    """Cap on LM iterations per level (LKVOLearner's 20): a pair still moving at the finest level's cap is not converged."""
+    huber_k: float = 1.345
+    """Huber threshold in robust sigmas (1.4826 x the median residual norm at each level's start)."""
+    damping: float = 1e-3
+    """Initial Marquardt damping lambda (H + lambda diag H): small, so a good start takes Gauss-Newton steps."""
+    step_tol: float = 1e-4
+    """A level stops when the accepted step's norm |xi| (metres and radians together) falls below this..."""
+    cost_rtol: float = 1e-4
+    """...or when it lowers the cost by less than this fraction."""
+    min_valid_fraction: float = 0.1
+    """Below this fraction of the finest level's pixels usable (depth, in view), a pair is flagged `few_valid`."""
+    max_residual_ratio: float = 0.6
+    """Flag a pair `high_residual` when its final residual energy exceeds this fraction of the target features' variance."""
+
+    def __post_init__(self) -> None:
+        """Checks the ranges, naming the field."""
+        bad = [f.name for f in fields(self) if f.name != "strides" and not getattr(self, f.name) > 0]
+        if not self.strides or any(s < 1 or s & (s - 1) for s in self.strides):
+            bad.append("strides (powers of two >= 1)")
+        if bad:
+            raise ValueError(f"AlignOptions: {', '.join(bad)} must be > 0")
+
+
+@dataclass(frozen=True)
+class AlignResult:
+    """Per pair: the motion and how it was found (a pair that failed is flagged, never dropped).
+
+    Attributes:
+        T: (B, 4, 4) float32 T_j_from_i, always finite (the init where the solve was not).
+        converged: (B,) bool: stopped by the stopping rule at the finest level, enough
+            valid pixels, residual ratio below the limit, finite.
+        residual: (B,) final mean robust cost over the finest level's valid pixels.
+        residual_ratio: (B,) sum |r|^2 / sum |F_tgt - mean F_tgt|^2 over those pixels
+            (~0 aligned, ~1 or more when the source explains none of the target).
+        iterations: (B,) int LM iterations over all levels.
+        valid_fraction: (B,) fraction of the finest level's pixels used.
+        status: (B,) int index into `STATUS`.
+    """
+
+    T: torch.Tensor
+    converged: torch.Tensor
+    residual: torch.Tensor
+    residual_ratio: torch.Tensor
+    iterations: torch.Tensor
+    valid_fraction: torch.Tensor
+    status: torch.Tensor
+
+
+@dataclass
+class _Level:
+    """What one level's solve holds fixed: target points, target features, Jacobians."""
+
+    X: torch.Tensor  # (B, N, 3) target-frame points
+    usable: torch.Tensor  # (B, N) depth valid and an interior pixel (has a gradient)
+    f_tgt: torch.Tensor  # (B, N, C)
+    J: torch.Tensor  # (B, N, C, 6) d F_tgt(pi(exp(xi) X)) / d xi at 0
+    JtJ: torch.Tensor  # (B, N, 6, 6)
+    f_src: torch.Tensor  # (B, C, h, w) the source map
+    k: torch.Tensor  # (4,) level intrinsics
+
+
+def _prepare(f_tgt: torch.Tensor, f_src: torch.Tensor, depth: torch.Tensor, k: torch.Tensor, stride: int) -> _Level:
+    """Back-projects the target's pixels and precomputes the inverse-compositional Jacobians."""
+    h, w = f_tgt.shape[-2:]
+    X, has_depth = warp.back_project(warp.pool_depth(depth, stride, (h, w)), k)  # (B, N, 3), (B, N)
+    grad, interior = warp.image_gradient(f_tgt)  # (B, N, C, 2), (N,)
+    J = grad @ warp.warp_jacobian(X, k)  # (B, N, C, 2) @ (B, N, 2, 6) -> (B, N, C, 6)
+    flat = f_tgt.flatten(2).transpose(1, 2)  # (B, N, C)
+    return _Level(X, has_depth & interior, flat, J, J.transpose(-1, -2) @ J, f_src, k)
+
+
+def _residual(lv: _Level, T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Residuals (B, N, C), their norms (B, N) and validity (B, N) at the motion T."""
+    uv, front = warp.project(se3.transform(T, lv.X), lv.k)
+    f, inside = warp.sample(lv.f_src, uv)  # (B, N, C)
+    r = f - lv.f_tgt
+    valid = lv.usable & front & inside
+    r = torch.where(valid[..., None], r, torch.zeros_like(r))
+    return r, (r * r).sum(-1).sqrt(), valid
+
+
+def _step(lv: _Level, r: torch.Tensor, e: torch.Tensor, valid: torch.Tensor, delta, lam) -> torch.Tensor:
+    """The damped Gauss-Newton step xi (B, 6) from the current residuals."""
+    w = robust.huber_weight(e, delta) * valid  # (B, N)
+    H = torch.einsum("bn,bnij->bij", w, lv.JtJ)  # (B, 6, 6)
+    g = torch.einsum("bnc,bncj->bj", w[..., None] * r, lv.J)  # (B, 6)
+    diag = torch.diagonal(H, dim1=-2, dim2=-1)
+    eye = torch.eye(6, device=H.device, dtype=H.dtype)
+    Hd = H + torch.diag_embed(lam[:, None] * diag) + 1e-9 * (diag.mean(-1, keepdim=True)[..., None] + 1e-6) * eye
+    xi = torch.linalg.solve_ex(Hd, g[..., None])[0][..., 0]  # no error check: no host sync, NaN handled below
+    return torch.nan_to_num(xi, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _solve_level(lv: _Level, T: torch.Tensor, opts: AlignOptions) -> tuple:
+    """LM on one level from T; returns T, converged (B,), iterations (B,), and the final r, e, valid, delta."""
+    B = T.shape[0]
+    r, e, valid = _residual(lv, T)
+    delta = robust.huber_scale(e, valid, opts.huber_k)
+    cost = robust.huber_cost(e, valid, delta)
+    lam = torch.full((B,), opts.damping, device=T.device)
+    active = torch.ones(B, dtype=torch.bool, device=T.device)
+    iters = torch.zeros(B, dtype=torch.long, device=T.device)
+    for it in range(opts.iterations):
+        xi = _step(lv, r, e, valid, delta, lam)
+        T_new = T @ se3.exp(-xi)
+        r_new, e_new, valid_new = _residual(lv, T_new)
+        cost_new = robust.huber_cost(e_new, valid_new, delta)
+        ok = active & torch.isfinite(cost_new) & (cost_new < cost)
+        small = (xi.norm(dim=-1) < opts.step_tol) | (cost - cost_new < opts.cost_rtol * cost)
+        T = torch.where(ok[:, None, None], T_new, T)
+        r = torch.where(ok[:, None, None], r_new, r)
+        e, valid = torch.where(ok[:, None], e_new, e), torch.where(ok[:, None], valid_new, valid)
+        cost = torch.where(ok, cost_new, cost)
+        lam = torch.where(ok, lam / 10, lam * 10)
+        iters += active.long()
+        active = active & ~((ok & small) | (lam > LAMBDA_MAX))
+        # Stopping early needs the flags on the host: every iteration on the CPU (free), every 5th elsewhere.
+        if (T.device.type == "cpu" or it % 5 == 4) and not bool(active.any()):
+            break
+    return T, ~active, iters, r, e, valid, delta
+
+
+@torch.no_grad()
+def align(
+    target: Pyramid,
+    source: Pyramid,
+    depth_tgt: torch.Tensor,
+    K: Intrinsics,
+    init: torch.Tensor | None = None,
+    options: AlignOptions | None = None,
+) -> AlignResult:
+    """Estimates T_j_from_i for each (target i, source j) pair of the batch.
+
+    Args:
+        target: the target frames' pyramid (`extract`).
+        source: the source frames' pyramid, same kind, strides and frame size.
+        depth_tgt: (B, 1, H, W) target z-depth in metres (0 or NaN: no depth; skipped).
+        K: intrinsics of the (H, W) frames.
+        init: (B, 4, 4) starting T_j_from_i (e.g. the previous pair's motion); identity if None.
+        options: solver settings (`AlignOptions()` if None).
+
+    Returns:
+        `AlignResult`, on the pyramids' device.
+    """
+    opts = options or AlignOptions()
+    if target.strides != source.strides or target.image_hw != source.image_hw or target.kind != source.kind:
+        raise ValueError("target and source pyramids differ in kind, strides or frame size")
+    if (K.height, K.width) != target.image_hw:
+        raise ValueError(f"intrinsics are for {K.height}x{K.width}, the frames are {target.image_hw}")
+    f0 = target.levels[0]
+    B, device = f0.shape[0], f0.device
+    eye = torch.eye(4, device=device).expand(B, 4, 4)
+    start = eye.clone() if init is None else init.to(device=device, dtype=torch.float32).clone()
+    T, iters = start, torch.zeros(B, dtype=torch.long, device=device)
+    for i in reversed(range(len(target.strides))):  # coarse to fine
+        k = warp.level_intrinsics(K, target.strides[i], device)
+        lv = _prepare(target.levels[i], source.levels[i], depth_tgt.to(device), k, target.strides[i])
+        T, done, n, r, e, valid, delta = _solve_level(lv, T, opts)
+        iters += n
+    return _result(lv, T, start, done, iters, r, e, valid, delta, opts)
+
+
+def _result(lv: _Level, T, start, done, iters, r, e, valid, delta, opts: AlignOptions) -> AlignResult:
+    """Flags and fall-backs from the finest level's final state."""
+    n = valid.sum(dim=1).clamp_min(1)
+    frac = valid.float().mean(dim=1)
+    mean = (lv.f_tgt * valid[..., None]).sum(dim=1, keepdim=True) / n[:, None, None]  # (B, 1, C)
+    spread = (((lv.f_tgt - mean) ** 2).sum(-1) * valid).sum(dim=1)  # (B,)
+    ratio = (r**2).sum(dim=(1, 2)) / spread.clamp_min(1e-12)
+    cost = robust.huber_cost(e, valid, delta)
+    finite = torch.isfinite(T).flatten(1).all(dim=1) & torch.isfinite(cost)
+    few = frac < opts.min_valid_fraction
+    status = torch.full_like(iters, STATUS.index("converged"))
+    status = torch.where(~done, STATUS.index("iteration_cap"), status)
+    status = torch.where(ratio > opts.max_residual_ratio, STATUS.index("high_residual"), status)
+    status = torch.where(few, STATUS.index("few_valid"), status)
+    status = torch.where(~finite, STATUS.index("not_finite"), status)
+    fall_back = (~finite | few)[:, None, None]
+    T = torch.where(fall_back, start, torch.nan_to_num(T))
+    return AlignResult(
+        T=T,
+        converged=status == 0,
+        residual=torch.nan_to_num(cost, nan=float("inf")),
+        residual_ratio=torch.nan_to_num(ratio, nan=float("inf")),
+        iterations=iters,
+        valid_fraction=frac,
+        status=status,
+    )
