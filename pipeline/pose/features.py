@@ -10,8 +10,12 @@ and right only) and the intensities' average pooling.
 Normalisation (why): the Huber scale is set from the residuals themselves, but the
 cost at different levels should still weigh pixels alike, and a learned feature's
 magnitude varies with the activation, not with the match. Encoder features are
-therefore L2-normalised over channels per pixel (as PixLoc and GN-Net do): each
-pixel's feature is a unit vector and a residual's norm is in [0, 2] at every level.
+therefore centred (each channel's mean over the image removed: post-ReLU maps share a
+large positive offset that would make every pixel's direction alike) and then
+L2-normalised over channels per pixel (as PixLoc and GN-Net do): each pixel's feature
+is a unit vector and a residual's norm is in [0, 2] at every level. On 8 synthetic
+pairs (3 cm, 2 deg) centring halved the untrained tiny encoder's median error against
+plain L2 (docs/pose.md).
 Intensities are standardised per image and channel (zero mean, unit standard
 deviation), which also cancels a global exposure change between the two frames.
 """
@@ -87,15 +91,8 @@ def extract(model: DepthNet | None, rgb: torch.Tensor, kind: str, strides: tuple
         if model is None:
             raise ValueError("features 'encoder' need the depth network")
         maps = [f.float() for f in model.encode(rgb)]  # finest first
-        import os
-        mode = os.environ.get("POSE_NORM", "l2")
-        if mode == "l2":
-            maps = [f / (f.norm(dim=1, keepdim=True) + EPS) for f in maps]  # (B, C_l, h_l, w_l) unit vectors
-        elif mode == "std":
-            maps = [(f - f.mean(dim=(2, 3), keepdim=True)) / (f.std(dim=(2, 3), keepdim=True) + EPS) for f in maps]
-        elif mode == "l2c":
-            maps = [f - f.mean(dim=(2, 3), keepdim=True) for f in maps]
-            maps = [f / (f.norm(dim=1, keepdim=True) + EPS) for f in maps]
+        maps = [f - f.mean(dim=(2, 3), keepdim=True) for f in maps]  # centred per image and channel
+        maps = [f / (f.norm(dim=1, keepdim=True) + EPS) for f in maps]  # (B, C_l, h_l, w_l) unit vectors
         levels, kept = _pick(maps, model_strides(model), want)
     elif kind == "rgb":
         x = rgb.float()  # (B, 3, H, W)
