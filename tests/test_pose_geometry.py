@@ -119,7 +119,9 @@ def test_huber_scale_weight_cost() -> None:
     e = torch.tensor([[0.0, 1.0, 2.0, 10.0], [1.0, 1.0, 1.0, 1.0]])
     valid = torch.tensor([[True, True, True, False], [False] * 4])
     delta = huber_scale(e, valid, k=1.0)
-    assert delta[0].item() == pytest.approx(1.4826) and delta[1].item() == pytest.approx(1.4826)  # no valid: 1 x k x 1.4826
+    assert delta[0].item() == pytest.approx(1.4826) and delta[1].item() == pytest.approx(
+        1.4826
+    )  # no valid: 1 x k x 1.4826
     w = huber_weight(e, torch.tensor([1.5, 1.5]))
     assert torch.allclose(w[0], torch.tensor([1.0, 1.0, 0.75, 0.15]))
     cost = huber_cost(e, valid, torch.tensor([1.5, 1.5]))
