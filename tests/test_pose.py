@@ -109,7 +109,7 @@ def test_init_is_honoured(pairs: PairBatch) -> None:
 
 
 def test_success_falls_with_the_gap() -> None:
-    """rgb alignment from the identity: success (< 2 cm and < 1 degree) at a small gap >= at a large gap."""
+    """Intensity alignment from the identity: success (< 2 cm and < 1 degree) at a small gap >= at a large gap."""
     seeds = [3, 4, 5, 6]
     rates = []
     for t, r in [(0.02, 1.0), (0.25, 15.0)]:

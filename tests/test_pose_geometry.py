@@ -11,11 +11,6 @@ from pipeline.pose.features import model_strides
 from pipeline.pose.robust import huber_cost, huber_scale, huber_weight
 
 
-def random_motion(B: int, gen: torch.Generator, scale: float = 0.3) -> torch.Tensor:
-    """(B, 4, 4) float64 motions from random tangent vectors."""
-    return se3.exp(scale * torch.randn(B, 6, generator=gen, dtype=torch.float64))
-
-
 def test_se3_exp_log_inverse_transform() -> None:
     gen = torch.Generator().manual_seed(0)
     xi = 0.3 * torch.randn(16, 6, generator=gen, dtype=torch.float64)
@@ -75,7 +70,7 @@ def test_pool_depth_averages_valid_pixels_only() -> None:
 
 
 def test_warp_jacobian_matches_autograd() -> None:
-    """d pi(exp(xi) X) / d xi at 0, analytic against autograd through kornia's exp, float64."""
+    """The warp Jacobian d pi(exp(xi) X) / d xi at 0, analytic against autograd through kornia's exp, float64."""
     gen = torch.Generator().manual_seed(1)
     X = torch.randn(2, 7, 3, generator=gen, dtype=torch.float64)
     X[..., 2] = X[..., 2].abs() + 0.5  # in front of the camera

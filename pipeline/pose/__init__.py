@@ -5,7 +5,7 @@ intensities); `align` estimates `T_j_from_i` for batches of (target i, source j)
 from the target's depth. See docs/pose.md.
 """
 
-from pipeline.pose.solver import STATUS, AlignOptions, AlignResult, align
 from pipeline.pose.features import FEATURE_KINDS, Pyramid, extract, untrained_copy
+from pipeline.pose.solver import STATUS, AlignOptions, AlignResult, align
 
 __all__ = ["FEATURE_KINDS", "STATUS", "AlignOptions", "AlignResult", "Pyramid", "align", "extract", "untrained_copy"]

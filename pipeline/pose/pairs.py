@@ -56,16 +56,15 @@ def synthetic_pairs(
         scene = sample_scene(rng, seed)
         cam = sample_camera(rng, scene)
         cam2 = _moved(rng, cam, translation_m, rotation_deg)
-        rgb_t, depth_t, raw_t = render_frame(scene, cam, size)
-        rgb_s, _, _ = render_frame(scene, cam2, size)
-        T = np.linalg.inv(camera_to_world(cam2)) @ camera_to_world(cam)
-        for lst, a in zip(out, (rgb_t, rgb_s, raw_t, depth_t, T), strict=True):
+        tgt, src = render_frame(scene, cam, size), render_frame(scene, cam2, size)
+        motion = np.linalg.inv(camera_to_world(cam2)) @ camera_to_world(cam)
+        for lst, a in zip(out, (tgt[0], src[0], tgt[2], tgt[1], motion), strict=True):
             lst.append(a)
     rgb_t, rgb_s, raw, depth, T = (torch.from_numpy(np.stack(a)) for a in out)
     return PairBatch(
-        rgb_tgt=rgb_t.permute(0, 3, 1, 2).float() / 255,
+        rgb_tgt=rgb_t.permute(0, 3, 1, 2).float() / 255,  # (B, 3, H, W)
         rgb_src=rgb_s.permute(0, 3, 1, 2).float() / 255,
-        depth_tgt=raw[:, None].float(),
+        depth_tgt=raw[:, None].float(),  # (B, 1, H, W)
         depth_tgt_filled=depth[:, None].float(),
         T=T.float(),
     )

@@ -33,7 +33,10 @@ def huber_weight(e: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
 
 
 def huber_cost(e: torch.Tensor, valid: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """Mean Huber cost over each pair's valid pixels, (B,): rho(e) = e^2 / 2 inside delta, delta (e - delta / 2) outside."""
+    """Mean Huber cost over each pair's valid pixels, (B,).
+
+    rho(e) = e^2 / 2 inside delta, delta (e - delta / 2) outside.
+    """
     d = delta[:, None]
     rho = torch.where(e <= d, 0.5 * e**2, d * (e - 0.5 * d))  # (B, N)
     n = valid.sum(dim=1).clamp_min(1)

@@ -20,37 +20,38 @@ def exp(xi: torch.Tensor) -> torch.Tensor:
     return Se3.exp(xi).matrix()
 
 
-def log(T: torch.Tensor) -> torch.Tensor:
+def log(motion: torch.Tensor) -> torch.Tensor:
     """(B, 4, 4) rigid motions -> (B, 6) tangent vectors (v, w), rotation angle in [0, pi]."""
-    return Se3.from_matrix(T).log()
+    return Se3.from_matrix(motion).log()
 
 
-def inverse(T: torch.Tensor) -> torch.Tensor:
+def inverse(motion: torch.Tensor) -> torch.Tensor:
     """(B, 4, 4) -> (B, 4, 4) inverse rigid motions: [R^T, -R^T t] (exact, unlike a general inverse)."""
-    R, t = T[..., :3, :3], T[..., :3, 3:]  # (B, 3, 3), (B, 3, 1)
+    R, t = motion[..., :3, :3], motion[..., :3, 3:]  # (B, 3, 3), (B, 3, 1)
     Rt = R.transpose(-1, -2)
-    out = torch.zeros_like(T)
+    out = torch.zeros_like(motion)
     out[..., :3, :3] = Rt
     out[..., :3, 3:] = -Rt @ t
     out[..., 3, 3] = 1
     return out
 
 
-def transform(T: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+def transform(motion: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """Applies (B, 4, 4) motions to (B, N, 3) points -> (B, N, 3)."""
-    return X @ T[:, :3, :3].transpose(1, 2) + T[:, None, :3, 3]
+    return points @ motion[:, :3, :3].transpose(1, 2) + motion[:, None, :3, 3]
 
 
-def rotation_angle(T: torch.Tensor) -> torch.Tensor:
+def rotation_angle(motion: torch.Tensor) -> torch.Tensor:
     """(B, 4, 4) -> (B,) rotation angle in radians, from the trace (clamped: float32 can stray past +-1)."""
-    cos = (T[..., 0, 0] + T[..., 1, 1] + T[..., 2, 2] - 1) / 2
+    R = motion[..., :3, :3]
+    cos = (R[..., 0, 0] + R[..., 1, 1] + R[..., 2, 2] - 1) / 2
     return torch.arccos(cos.clamp(-1.0, 1.0))
 
 
-def pose_error(T_est: torch.Tensor, T_gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pose_error(estimate: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Relative error of estimated against true motions: (translation metres (B,), rotation degrees (B,)).
 
-    The error motion is inv(T_gt) @ T_est, the same definition as RPE's for one step.
+    The error motion is inv(truth) @ estimate, the same definition as RPE's for one step.
     """
-    E = inverse(T_gt) @ T_est  # (B, 4, 4)
+    E = inverse(truth) @ estimate  # (B, 4, 4)
     return E[..., :3, 3].norm(dim=-1), rotation_angle(E) * (180.0 / math.pi)

@@ -33,7 +33,7 @@ class AlignOptions:
     strides: tuple[int, ...] = (1, 2, 4, 8)
     """Pyramid levels (input pixels per feature pixel) to extract and align over, coarse to fine."""
     iterations: int = 20
-    """Cap on LM iterations per level (LKVOLearner's 20): a pair still moving at the finest level's cap is not converged."""
+    """Cap on LM iterations per level (as LKVOLearner); a pair still moving at the finest level's cap is not converged."""
     huber_k: float = 1.345
     """Huber threshold in robust sigmas (1.4826 x the median residual norm at each level's start)."""
     damping: float = 1e-3
@@ -45,7 +45,7 @@ class AlignOptions:
     min_valid_fraction: float = 0.1
     """Below this fraction of the finest level's pixels usable (depth, in view), a pair is flagged `few_valid`."""
     max_residual_ratio: float = 0.6
-    """Flag a pair `high_residual` when its final residual energy exceeds this fraction of the target features' variance."""
+    """Flag a pair `high_residual` when its residual energy exceeds this fraction of the target features' variance."""
 
     def __post_init__(self) -> None:
         """Checks the ranges, naming the field."""
@@ -104,9 +104,9 @@ def _prepare(f_tgt: torch.Tensor, f_src: torch.Tensor, depth: torch.Tensor, k: t
     return _Level(X, has_depth & interior, flat, J, J.transpose(-1, -2) @ J, f_src, k)
 
 
-def _residual(lv: _Level, T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Residuals (B, N, C), their norms (B, N) and validity (B, N) at the motion T."""
-    uv, front = warp.project(se3.transform(T, lv.X), lv.k)
+def _residual(lv: _Level, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Residuals (B, N, C), their norms (B, N) and validity (B, N) at `motion` (B, 4, 4)."""
+    uv, front = warp.project(se3.transform(motion, lv.X), lv.k)
     f, inside = warp.sample(lv.f_src, uv)  # (B, N, C)
     r = f - lv.f_tgt
     valid = lv.usable & front & inside
@@ -126,8 +126,13 @@ def _step(lv: _Level, r: torch.Tensor, e: torch.Tensor, valid: torch.Tensor, del
     return torch.nan_to_num(xi, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _solve_level(lv: _Level, T: torch.Tensor, opts: AlignOptions) -> tuple:
-    """LM on one level from T; returns T, converged (B,), iterations (B,), and the final r, e, valid, delta."""
+def _solve_level(lv: _Level, start: torch.Tensor, opts: AlignOptions) -> tuple:
+    """LM on one level from `start` (B, 4, 4).
+
+    Returns:
+        T, converged (B,), iterations (B,), and the final residuals, norms, validity and Huber scale.
+    """
+    T = start
     B = T.shape[0]
     r, e, valid = _residual(lv, T)
     delta = robust.huber_scale(e, valid, opts.huber_k)
@@ -160,7 +165,7 @@ def align(
     target: Pyramid,
     source: Pyramid,
     depth_tgt: torch.Tensor,
-    K: Intrinsics,
+    camera: Intrinsics,
     init: torch.Tensor | None = None,
     options: AlignOptions | None = None,
 ) -> AlignResult:
@@ -170,7 +175,7 @@ def align(
         target: the target frames' pyramid (`extract`).
         source: the source frames' pyramid, same kind, strides and frame size.
         depth_tgt: (B, 1, H, W) target z-depth in metres (0 or NaN: no depth; skipped).
-        K: intrinsics of the (H, W) frames.
+        camera: intrinsics of the (H, W) frames.
         init: (B, 4, 4) starting T_j_from_i (e.g. the previous pair's motion); identity if None.
         options: solver settings (`AlignOptions()` if None).
 
@@ -180,23 +185,24 @@ def align(
     opts = options or AlignOptions()
     if target.strides != source.strides or target.image_hw != source.image_hw or target.kind != source.kind:
         raise ValueError("target and source pyramids differ in kind, strides or frame size")
-    if (K.height, K.width) != target.image_hw:
-        raise ValueError(f"intrinsics are for {K.height}x{K.width}, the frames are {target.image_hw}")
+    if (camera.height, camera.width) != target.image_hw:
+        raise ValueError(f"intrinsics are for {camera.height}x{camera.width}, the frames are {target.image_hw}")
     f0 = target.levels[0]
     B, device = f0.shape[0], f0.device
     eye = torch.eye(4, device=device).expand(B, 4, 4)
     start = eye.clone() if init is None else init.to(device=device, dtype=torch.float32).clone()
     T, iters = start, torch.zeros(B, dtype=torch.long, device=device)
     for i in reversed(range(len(target.strides))):  # coarse to fine
-        k = warp.level_intrinsics(K, target.strides[i], device)
+        k = warp.level_intrinsics(camera, target.strides[i], device)
         lv = _prepare(target.levels[i], source.levels[i], depth_tgt.to(device), k, target.strides[i])
         T, done, n, r, e, valid, delta = _solve_level(lv, T, opts)
         iters += n
     return _result(lv, T, start, done, iters, r, e, valid, delta, opts)
 
 
-def _result(lv: _Level, T, start, done, iters, r, e, valid, delta, opts: AlignOptions) -> AlignResult:
+def _result(lv: _Level, motion, start, done, iters, r, e, valid, delta, opts: AlignOptions) -> AlignResult:
     """Flags and fall-backs from the finest level's final state."""
+    T = motion
     n = valid.sum(dim=1).clamp_min(1)
     frac = valid.float().mean(dim=1)
     mean = (lv.f_tgt * valid[..., None]).sum(dim=1, keepdim=True) / n[:, None, None]  # (B, 1, C)

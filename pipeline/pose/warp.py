@@ -15,12 +15,13 @@ from pipeline.camera import Intrinsics
 MIN_Z = 1e-3  # metres: a point this close to (or behind) the camera plane does not project
 
 
-def level_intrinsics(K: Intrinsics, stride: int, device: torch.device | None = None) -> torch.Tensor:
-    """(4,) float32 [fx, fy, cx, cy] of a stride-`stride` level: `K.scaled(W / s, H / s)` written out.
+def level_intrinsics(camera: Intrinsics, stride: int, device: torch.device | None = None) -> torch.Tensor:
+    """(4,) float32 [fx, fy, cx, cy] of a stride-`stride` level: `camera.scaled(W / s, H / s)` written out.
 
     Written out rather than called because W / s need not be whole (a backbone's padded maps).
     """
     s = float(stride)
+    K = camera
     k = [K.fx / s, K.fy / s, (K.cx + 0.5) / s - 0.5, (K.cy + 0.5) / s - 0.5]
     return torch.tensor(k, dtype=torch.float32, device=device)
 
@@ -57,8 +58,9 @@ def back_project(depth: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, to
     return torch.stack([x, y, z], dim=-1), z > 0  # (B, N, 3), (B, N)
 
 
-def project(X: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def project(points: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, N, 3) points -> pixel coordinates (B, N, 2) (u, v), and (B, N) whether they lie in front (z > MIN_Z)."""
+    X = points  # (B, N, 3)
     z = X[..., 2]
     front = z > MIN_Z
     zs = torch.where(front, z, torch.ones_like(z))  # keeps the division finite; masked anyway
@@ -96,13 +98,13 @@ def image_gradient(feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return g, interior.flatten()
 
 
-def warp_jacobian(X: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """d pi(exp(xi) X) / d xi at xi = 0, xi = (v, w): (B, N, 3) points -> (B, N, 2, 6).
+def warp_jacobian(points: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The Jacobian d pi(exp(xi) X) / d xi at xi = 0, xi = (v, w): (B, N, 3) points X -> (B, N, 2, 6).
 
     The chain of the projection's Jacobian [[fx/z, 0, -fx x/z^2], [0, fy/z, -fy y/z^2]]
     and the SE(3) generators at the identity, d(exp(xi) X)/d xi = [I | -[X]_x].
     """
-    x, y, z = X.unbind(-1)
+    x, y, z = points.unbind(-1)
     iz = 1.0 / torch.where(z.abs() > MIN_Z, z, torch.ones_like(z))
     fx, fy = k[0], k[1]
     zero = torch.zeros_like(x)
