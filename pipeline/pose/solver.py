@@ -33,7 +33,7 @@ class AlignOptions:
     strides: tuple[int, ...] = (1, 2, 4, 8)
     """Pyramid levels (input pixels per feature pixel) to extract and align over, coarse to fine."""
     iterations: int = 20
-    """Cap on LM iterations per level (as LKVOLearner); a pair still moving at the finest level's cap is not converged."""
+    """LM iterations per level at most (as LKVOLearner); a pair still moving at the finest level's cap is flagged."""
     huber_k: float = 1.345
     """Huber threshold in robust sigmas (1.4826 x the median residual norm at each level's start)."""
     damping: float = 1e-3
