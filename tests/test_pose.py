@@ -163,3 +163,15 @@ def test_cuda_matches_cpu(pairs: PairBatch, tiny_encoder) -> None:
     tiny_encoder.cpu()
     assert torch.allclose(gpu.T.cpu(), cpu.T, atol=1e-3)
     assert torch.equal(gpu.converged.cpu(), cpu.converged)
+
+
+def test_extract_with_depth_is_one_pass_of_extract_and_forward(tiny_encoder) -> None:
+    from pipeline.pose import extract_with_depth
+
+    rgb = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(1))
+    pyramid, depth = extract_with_depth(tiny_encoder, rgb, (1, 4))
+    alone = extract(tiny_encoder, rgb, "encoder", (1, 4))
+    assert pyramid.strides == alone.strides == (1, 4)
+    assert all(torch.equal(a, b) for a, b in zip(pyramid.levels, alone.levels, strict=True))
+    with torch.no_grad():
+        assert torch.allclose(depth, tiny_encoder(rgb))

@@ -5,7 +5,17 @@ intensities); `align` estimates `T_j_from_i` for batches of (target i, source j)
 from the target's depth. See docs/pose.md.
 """
 
-from pipeline.pose.features import FEATURE_KINDS, Pyramid, extract, untrained_copy
+from pipeline.pose.features import FEATURE_KINDS, Pyramid, extract, extract_with_depth, untrained_copy
 from pipeline.pose.solver import STATUS, AlignOptions, AlignResult, align
 
-__all__ = ["FEATURE_KINDS", "STATUS", "AlignOptions", "AlignResult", "Pyramid", "align", "extract", "untrained_copy"]
+__all__ = [
+    "FEATURE_KINDS",
+    "STATUS",
+    "AlignOptions",
+    "AlignResult",
+    "Pyramid",
+    "align",
+    "extract",
+    "extract_with_depth",
+    "untrained_copy",
+]

@@ -69,6 +69,15 @@ def _pick(maps: list[torch.Tensor], have: tuple[int, ...], want: tuple[int, ...]
     return tuple(maps[i] for i in keep), tuple(have[i] for i in keep)
 
 
+def _encoder_pyramid(model: DepthNet, feats: list[torch.Tensor], want: tuple[int, ...], hw: tuple[int, int]) -> Pyramid:
+    """The encoder's maps at the wanted strides, centred and L2-normalised per pixel."""
+    maps = [f.float() for f in feats]  # finest first
+    maps = [f - f.mean(dim=(2, 3), keepdim=True) for f in maps]  # centred per image and channel
+    maps = [f / (f.norm(dim=1, keepdim=True) + EPS) for f in maps]  # (B, C_l, h_l, w_l) unit vectors
+    levels, kept = _pick(maps, model_strides(model), want)
+    return Pyramid(levels=levels, strides=kept, image_hw=hw, kind="encoder")
+
+
 @torch.no_grad()
 def extract(model: DepthNet | None, rgb: torch.Tensor, kind: str, strides: tuple[int, ...]) -> Pyramid:
     """The feature pyramid of a batch of frames.
@@ -77,31 +86,40 @@ def extract(model: DepthNet | None, rgb: torch.Tensor, kind: str, strides: tuple
         model: the depth network (needed for `encoder`, ignored for `rgb`); its own
             device and mode are used, so call `.eval()` first (dropout off).
         rgb: (B, 3, H, W) RGB in [0, 1], on the model's device.
-        kind: `encoder` (the network's `encode` maps, L2-normalised per pixel) or `rgb`
-            (the standardised channels, average-pooled to each stride).
+        kind: `encoder` (the network's `encode` maps, centred and L2-normalised per
+            pixel) or `rgb` (the standardised channels, average-pooled to each stride).
         strides: the levels wanted, e.g. (1, 2, 4, 8); those the features do not offer
             are left out (a depth-2 U-Net has no stride 8).
 
     Returns:
         The `Pyramid`, float32.
     """
-    H, W = rgb.shape[-2:]
+    hw = (int(rgb.shape[-2]), int(rgb.shape[-1]))
     want = tuple(sorted(strides))
     if kind == "encoder":
         if model is None:
             raise ValueError("features 'encoder' need the depth network")
-        maps = [f.float() for f in model.encode(rgb)]  # finest first
-        maps = [f - f.mean(dim=(2, 3), keepdim=True) for f in maps]  # centred per image and channel
-        maps = [f / (f.norm(dim=1, keepdim=True) + EPS) for f in maps]  # (B, C_l, h_l, w_l) unit vectors
-        levels, kept = _pick(maps, model_strides(model), want)
-    elif kind == "rgb":
-        x = rgb.float()  # (B, 3, H, W)
-        x = (x - x.mean(dim=(2, 3), keepdim=True)) / (x.std(dim=(2, 3), keepdim=True) + EPS)
-        maps = [x if s == 1 else F.avg_pool2d(x, s) for s in RGB_STRIDES if s in want]
-        levels, kept = _pick(maps, tuple(s for s in RGB_STRIDES if s in want), want)
-    else:
+        return _encoder_pyramid(model, model.encode(rgb), want, hw)
+    if kind != "rgb":
         raise ValueError(f"unknown feature kind {kind!r}; allowed: {', '.join(FEATURE_KINDS)}")
-    return Pyramid(levels=levels, strides=kept, image_hw=(int(H), int(W)), kind=kind)
+    x = rgb.float()  # (B, 3, H, W)
+    x = (x - x.mean(dim=(2, 3), keepdim=True)) / (x.std(dim=(2, 3), keepdim=True) + EPS)
+    have = tuple(s for s in RGB_STRIDES if s in want)
+    levels, kept = _pick([x if s == 1 else F.avg_pool2d(x, s) for s in have], have, want)
+    return Pyramid(levels=levels, strides=kept, image_hw=hw, kind="rgb")
+
+
+@torch.no_grad()
+def extract_with_depth(model: DepthNet, rgb: torch.Tensor, strides: tuple[int, ...]) -> tuple[Pyramid, torch.Tensor]:
+    """The encoder pyramid and the predicted depth from one encoder pass (`encoder` + `predicted`).
+
+    Returns:
+        (pyramid, depth (B, 1, H, W) metres): `model(rgb)` without running the encoder twice.
+    """
+    H, W = rgb.shape[-2:]
+    feats = model.encode(rgb)
+    depth = model.decode(feats)[..., :H, :W]  # a backbone decodes at its padded size
+    return _encoder_pyramid(model, feats, tuple(sorted(strides)), (int(H), int(W))), depth
 
 
 def untrained_copy(model: DepthNet, seed: int = 0) -> DepthNet:
