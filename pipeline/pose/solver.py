@@ -42,8 +42,10 @@ class AlignOptions:
     """A level stops when the accepted step's norm |xi| (metres and radians together) falls below this..."""
     cost_rtol: float = 1e-4
     """...or when it lowers the cost by less than this fraction."""
+    max_points: int = 4096
+    """Pixels per pair and level at most: the usable ones with the strongest Jacobians (bounds an iteration's cost)."""
     min_valid_fraction: float = 0.1
-    """Below this fraction of the finest level's pixels usable (depth, in view), a pair is flagged `few_valid`."""
+    """Below this fraction of the finest level's points usable (depth, in view), a pair is flagged `few_valid`."""
     max_residual_ratio: float = 0.6
     """Flag a pair `high_residual` when its residual energy exceeds this fraction of the target features' variance."""
 
@@ -68,7 +70,7 @@ class AlignResult:
         residual_ratio: (B,) sum |r|^2 / sum |F_tgt - mean F_tgt|^2 over those pixels
             (~0 aligned, ~1 or more when the source explains none of the target).
         iterations: (B,) int LM iterations over all levels.
-        valid_fraction: (B,) fraction of the finest level's pixels used.
+        valid_fraction: (B,) fraction of the finest level's points (min(max_points, h w)) used.
         status: (B,) int index into `STATUS`.
     """
 
@@ -94,14 +96,28 @@ class _Level:
     k: torch.Tensor  # (4,) level intrinsics
 
 
-def _prepare(f_tgt: torch.Tensor, f_src: torch.Tensor, depth: torch.Tensor, k: torch.Tensor, stride: int) -> _Level:
-    """Back-projects the target's pixels and precomputes the inverse-compositional Jacobians."""
+def _prepare(
+    f_tgt: torch.Tensor, f_src: torch.Tensor, depth: torch.Tensor, k: torch.Tensor, stride: int, max_points: int
+) -> _Level:
+    """Back-projects the target's pixels, precomputes the inverse-compositional Jacobians, keeps the strongest.
+
+    Of each pair's usable pixels (depth, interior) at most `max_points` are kept, those
+    with the largest feature-gradient energy sum_c |grad F_c|^2: flat pixels constrain nothing and cost as
+    much as textured ones (DSO's and LSD-SLAM's semi-dense choice).
+    """
     h, w = f_tgt.shape[-2:]
     X, has_depth = warp.back_project(warp.pool_depth(depth, stride, (h, w)), k)  # (B, N, 3), (B, N)
     grad, interior = warp.image_gradient(f_tgt)  # (B, N, C, 2), (N,)
-    J = grad @ warp.warp_jacobian(X, k)  # (B, N, C, 2) @ (B, N, 2, 6) -> (B, N, C, 6)
     flat = f_tgt.flatten(2).transpose(1, 2)  # (B, N, C)
-    return _Level(X, has_depth & interior, flat, J, J.transpose(-1, -2) @ J, f_src, k)
+    usable = has_depth & interior
+    if max_points < h * w:  # the gradient energy ranks the pixels before any Jacobian is formed
+        keep = ((grad**2).sum(dim=(-1, -2)) * usable).topk(max_points, dim=1).indices  # (B, n)
+        X, usable = X.gather(1, keep[..., None].expand(-1, -1, 3)), usable.gather(1, keep)
+        flat = flat.gather(1, keep[..., None].expand(-1, -1, flat.shape[-1]))
+        grad = grad.gather(1, keep[..., None, None].expand(-1, -1, *grad.shape[-2:]))
+    J = grad @ warp.warp_jacobian(X, k)  # (B, n, C, 2) @ (B, n, 2, 6) -> (B, n, C, 6)
+    JtJ = J.transpose(-1, -2) @ J  # (B, n, 6, 6)
+    return _Level(X, usable, flat, J, JtJ, f_src, k)
 
 
 def _residual(lv: _Level, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -194,7 +210,7 @@ def align(
     T, iters = start, torch.zeros(B, dtype=torch.long, device=device)
     for i in reversed(range(len(target.strides))):  # coarse to fine
         k = warp.level_intrinsics(camera, target.strides[i], device)
-        lv = _prepare(target.levels[i], source.levels[i], depth_tgt.to(device), k, target.strides[i])
+        lv = _prepare(target.levels[i], source.levels[i], depth_tgt.to(device), k, target.strides[i], opts.max_points)
         T, done, n, r, e, valid, delta = _solve_level(lv, T, opts)
         iters += n
     return _result(lv, T, start, done, iters, r, e, valid, delta, opts)
