@@ -133,8 +133,10 @@ def _residual(lv: _Level, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 def _step(lv: _Level, r: torch.Tensor, e: torch.Tensor, valid: torch.Tensor, delta, lam) -> torch.Tensor:
     """The damped Gauss-Newton step xi (B, 6) from the current residuals."""
     w = robust.huber_weight(e, delta) * valid  # (B, N)
-    H = torch.einsum("bn,bnij->bij", w, lv.JtJ)  # (B, 6, 6)
-    g = torch.einsum("bnc,bncj->bj", w[..., None] * r, lv.J)  # (B, 6)
+    B, n, C = r.shape
+    # Both reductions as one batched matrix product over contiguous memory (einsum copied J first).
+    H = (w[:, None] @ lv.JtJ.reshape(B, n, 36)).reshape(B, 6, 6)  # sum_n w J^T J
+    g = ((w[..., None] * r).reshape(B, 1, n * C) @ lv.J.reshape(B, n * C, 6))[:, 0]  # (B, 6) sum_n w J^T r
     diag = torch.diagonal(H, dim1=-2, dim2=-1)
     eye = torch.eye(6, device=H.device, dtype=H.dtype)
     Hd = H + torch.diag_embed(lam[:, None] * diag) + 1e-9 * (diag.mean(-1, keepdim=True)[..., None] + 1e-6) * eye
