@@ -52,6 +52,19 @@ class Pyramid:
     image_hw: tuple[int, int]
     kind: str
 
+    def take(self, index: slice | torch.Tensor | list[int]) -> Pyramid:
+        """The frames `index` picks (a slice, or indices) as a pyramid: e.g. targets `[:-1]`, sources `[1:]`."""
+        return Pyramid(tuple(f[index] for f in self.levels), self.strides, self.image_hw, self.kind)
+
+    @staticmethod
+    def cat(pyramids: list[Pyramid]) -> Pyramid:
+        """The frames of several pyramids of one kind, strides and size, in order (e.g. chunks of a sequence)."""
+        first = pyramids[0]
+        if any((p.strides, p.image_hw, p.kind) != (first.strides, first.image_hw, first.kind) for p in pyramids):
+            raise ValueError("pyramids differ in kind, strides or frame size")
+        levels = tuple(torch.cat(maps) for maps in zip(*(p.levels for p in pyramids), strict=True))
+        return Pyramid(levels, first.strides, first.image_hw, first.kind)
+
 
 def model_strides(model: DepthNet) -> tuple[int, ...]:
     """The stride of each map `model.encode` returns: 2^k for the U-Net, the backbone's reductions otherwise."""
