@@ -59,7 +59,7 @@ def test_sample_reads_pixel_centres_and_flags_outside() -> None:
     feat = torch.arange(12.0).reshape(1, 1, 3, 4)  # value = 4 v + u
     uv = torch.tensor([[[0.0, 0.0], [3.0, 2.0], [1.5, 0.5], [3.5, 0.0], [-0.1, 1.0]]])
     f, inside = warp.sample(feat, uv)
-    assert torch.allclose(f[0, :3, 0], torch.tensor([0.0, 11.0, 3.5]))
+    assert torch.allclose(f[0, 0, :3], torch.tensor([0.0, 11.0, 3.5]))
     assert inside.tolist() == [[True, True, True, False, False]]
 
 
@@ -98,12 +98,12 @@ def test_feature_jacobian_matches_autograd() -> None:
     k = warp.level_intrinsics(NYU_KINECT.scaled(w, h), 1).double()
     depth = 1.0 + torch.rand(1, 1, h, w, generator=gen, dtype=torch.float64)
     X, _ = warp.back_project(depth, k)
-    grad, interior = warp.image_gradient(feat)
-    analytic = (grad @ warp.warp_jacobian(X, k))[0, interior]  # (n, C, 6)
+    gu, gv, interior = warp.image_gradient(feat)
+    analytic = warp.feature_jacobian(gu, gv, warp.warp_jacobian(X, k))[0][:, interior]  # (C, n, 6)
 
     def sampled(xi: torch.Tensor) -> torch.Tensor:
         uv, _ = warp.project(se3.transform(se3.exp(xi[None]), X), k)
-        return warp.sample(feat, uv)[0][0, interior]  # (n, C)
+        return warp.sample(feat, uv)[0][0][:, interior]  # (C, n)
 
     auto = torch.autograd.functional.jacobian(sampled, torch.zeros(6, dtype=torch.float64))
     assert torch.allclose(analytic, auto, atol=1e-8)

@@ -89,8 +89,8 @@ class _Level:
 
     X: torch.Tensor  # (B, N, 3) target-frame points
     usable: torch.Tensor  # (B, N) depth valid and an interior pixel (has a gradient)
-    f_tgt: torch.Tensor  # (B, N, C)
-    J: torch.Tensor  # (B, N, C, 6) d F_tgt(pi(exp(xi) X)) / d xi at 0
+    f_tgt: torch.Tensor  # (B, C, N): channels first, as grid_sample returns the source's samples
+    J: torch.Tensor  # (B, C, N, 6) d F_tgt(pi(exp(xi) X)) / d xi at 0
     JtJ: torch.Tensor  # (B, N, 6, 6)
     f_src: torch.Tensor  # (B, C, h, w) the source map
     k: torch.Tensor  # (4,) level intrinsics
@@ -107,36 +107,36 @@ def _prepare(
     """
     h, w = f_tgt.shape[-2:]
     X, has_depth = warp.back_project(warp.pool_depth(depth, stride, (h, w)), k)  # (B, N, 3), (B, N)
-    grad, interior = warp.image_gradient(f_tgt)  # (B, N, C, 2), (N,)
-    flat = f_tgt.flatten(2).transpose(1, 2)  # (B, N, C)
+    gu, gv, interior = warp.image_gradient(f_tgt)  # (B, C, N) each, (N,)
+    flat = f_tgt.flatten(2)  # (B, C, N)
     usable = has_depth & interior
     if max_points < h * w:  # the gradient energy ranks the pixels before any Jacobian is formed
-        keep = ((grad**2).sum(dim=(-1, -2)) * usable).topk(max_points, dim=1).indices  # (B, n)
+        keep = ((gu**2 + gv**2).sum(dim=1) * usable).topk(max_points, dim=1).indices  # (B, n)
         X, usable = X.gather(1, keep[..., None].expand(-1, -1, 3)), usable.gather(1, keep)
-        flat = flat.gather(1, keep[..., None].expand(-1, -1, flat.shape[-1]))
-        grad = grad.gather(1, keep[..., None, None].expand(-1, -1, *grad.shape[-2:]))
-    J = grad @ warp.warp_jacobian(X, k)  # (B, n, C, 2) @ (B, n, 2, 6) -> (B, n, C, 6)
-    JtJ = J.transpose(-1, -2) @ J  # (B, n, 6, 6)
+        flat, gu, gv = (a.gather(2, keep[:, None].expand(-1, a.shape[1], -1)) for a in (flat, gu, gv))
+    J = warp.feature_jacobian(gu, gv, warp.warp_jacobian(X, k)).contiguous()  # (B, C, n, 6), flat for _step
+    Jn = J.permute(0, 2, 1, 3).contiguous()  # (B, n, C, 6): a copy, then one batched product (2x einsum's speed)
+    JtJ = Jn.transpose(-1, -2) @ Jn  # (B, n, 6, 6), once per level
     return _Level(X, usable, flat, J, JtJ, f_src, k)
 
 
 def _residual(lv: _Level, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Residuals (B, N, C), their norms (B, N) and validity (B, N) at `motion` (B, 4, 4)."""
+    """Residuals (B, C, N), their norms (B, N) and validity (B, N) at `motion` (B, 4, 4)."""
     uv, front = warp.project(se3.transform(motion, lv.X), lv.k)
-    f, inside = warp.sample(lv.f_src, uv)  # (B, N, C)
+    f, inside = warp.sample(lv.f_src, uv)  # (B, C, N)
     r = f - lv.f_tgt
     valid = lv.usable & front & inside
-    r = torch.where(valid[..., None], r, torch.zeros_like(r))
-    return r, (r * r).sum(-1).sqrt(), valid
+    r = torch.where(valid[:, None], r, torch.zeros_like(r))
+    return r, (r * r).sum(1).sqrt(), valid
 
 
 def _step(lv: _Level, r: torch.Tensor, e: torch.Tensor, valid: torch.Tensor, delta, lam) -> torch.Tensor:
     """The damped Gauss-Newton step xi (B, 6) from the current residuals."""
     w = robust.huber_weight(e, delta) * valid  # (B, N)
-    B, n, C = r.shape
+    B, C, n = r.shape
     # Both reductions as one batched matrix product over contiguous memory (einsum copied J first).
     H = (w[:, None] @ lv.JtJ.reshape(B, n, 36)).reshape(B, 6, 6)  # sum_n w J^T J
-    g = ((w[..., None] * r).reshape(B, 1, n * C) @ lv.J.reshape(B, n * C, 6))[:, 0]  # (B, 6) sum_n w J^T r
+    g = ((w[:, None] * r).reshape(B, 1, C * n) @ lv.J.reshape(B, C * n, 6))[:, 0]  # (B, 6) sum_n w J^T r
     diag = torch.diagonal(H, dim1=-2, dim2=-1)
     eye = torch.eye(6, device=H.device, dtype=H.dtype)
     Hd = H + torch.diag_embed(lam[:, None] * diag) + 1e-9 * (diag.mean(-1, keepdim=True)[..., None] + 1e-6) * eye
@@ -223,8 +223,8 @@ def _result(lv: _Level, motion, start, done, iters, r, e, valid, delta, opts: Al
     T = motion
     n = valid.sum(dim=1).clamp_min(1)
     frac = valid.float().mean(dim=1)
-    mean = (lv.f_tgt * valid[..., None]).sum(dim=1, keepdim=True) / n[:, None, None]  # (B, 1, C)
-    spread = (((lv.f_tgt - mean) ** 2).sum(-1) * valid).sum(dim=1)  # (B,)
+    mean = (lv.f_tgt * valid[:, None]).sum(dim=2, keepdim=True) / n[:, None, None]  # (B, C, 1)
+    spread = (((lv.f_tgt - mean) ** 2).sum(1) * valid).sum(dim=1)  # (B,)
     ratio = (r**2).sum(dim=(1, 2)) / spread.clamp_min(1e-12)
     cost = robust.huber_cost(e, valid, delta)
     finite = torch.isfinite(T).flatten(1).all(dim=1) & torch.isfinite(cost)

@@ -68,7 +68,7 @@ def project(points: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 def sample(feat: torch.Tensor, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bilinear samples of (B, C, h, w) maps at (B, N, 2) pixel coordinates -> (B, N, C), inside (B, N).
+    """Bilinear samples of (B, C, h, w) maps at (B, N, 2) pixel coordinates -> (B, C, N), inside (B, N).
 
     `align_corners=True` maps -1 and 1 to the centres of the corner pixels, i.e. pixel k's
     centre at k, the intrinsics' convention. Points outside [0, w-1] x [0, h-1] are not
@@ -79,23 +79,20 @@ def sample(feat: torch.Tensor, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     inside = (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
     grid = torch.stack([2 * u / max(w - 1, 1) - 1, 2 * v / max(h - 1, 1) - 1], dim=-1)  # (B, N, 2)
     out = F.grid_sample(feat, grid[:, :, None], mode="bilinear", padding_mode="zeros", align_corners=True)
-    return out[..., 0].transpose(1, 2), inside  # (B, N, C)
+    return out[..., 0], inside  # (B, C, N): channels first, as the solver keeps residuals
 
 
-def image_gradient(feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Central differences of (B, C, h, w) maps -> (B, h w, C, 2) (d/du, d/dv), and (h w,) interior mask.
+def image_gradient(feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Central differences of (B, C, h, w) maps -> d/du, d/dv as (B, C, h w) each, and the (h w,) interior mask.
 
-    The border row and column have no central difference; they are masked out.
+    The border row and column have no central difference (0 there); they are masked out.
     """
     _, _, h, w = feat.shape
-    gu = torch.zeros_like(feat)
-    gv = torch.zeros_like(feat)
-    gu[..., :, 1:-1] = (feat[..., :, 2:] - feat[..., :, :-2]) / 2
-    gv[..., 1:-1, :] = (feat[..., 2:, :] - feat[..., :-2, :]) / 2
-    g = torch.stack([gu, gv], dim=-1).flatten(2, 3).transpose(1, 2)  # (B, h w, C, 2)
+    gu = F.pad((feat[..., :, 2:] - feat[..., :, :-2]) / 2, (1, 1, 0, 0))  # (B, C, h, w)
+    gv = F.pad((feat[..., 2:, :] - feat[..., :-2, :]) / 2, (0, 0, 1, 1))
     interior = torch.zeros(h, w, dtype=torch.bool, device=feat.device)
     interior[1:-1, 1:-1] = True
-    return g, interior.flatten()
+    return gu.flatten(2), gv.flatten(2), interior.flatten()
 
 
 def warp_jacobian(points: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -112,3 +109,8 @@ def warp_jacobian(points: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     du = torch.stack([fx * iz, zero, -fx * x * iz**2, -fx * x * y * iz**2, fx * (1 + x**2 * iz**2), -fx * y * iz], -1)
     dv = torch.stack([zero, fy * iz, -fy * y * iz**2, -fy * (1 + y**2 * iz**2), fy * x * y * iz**2, fy * x * iz], -1)
     return torch.stack([du, dv], dim=-2)  # (B, N, 2, 6)
+
+
+def feature_jacobian(gu: torch.Tensor, gv: torch.Tensor, jw: torch.Tensor) -> torch.Tensor:
+    """The chain grad F . d pi(exp(xi) X) / d xi: (B, C, N) gradients d/du, d/dv and (B, N, 2, 6) -> (B, C, N, 6)."""
+    return gu[..., None] * jw[:, None, :, 0] + gv[..., None] * jw[:, None, :, 1]
