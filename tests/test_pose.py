@@ -149,6 +149,16 @@ def test_untrained_copy_is_the_same_architecture_with_fresh_seeded_weights(tiny_
     assert torch.equal(a.rgb_mean, trained.rgb_mean)
 
 
+def test_mismatched_inputs_are_refused(pairs: PairBatch) -> None:
+    tgt, src = extract(None, pairs.rgb_tgt, "rgb", (1, 2)), extract(None, pairs.rgb_src, "rgb", (1, 2))
+    with pytest.raises(ValueError, match="depth_tgt"):
+        align(tgt, src, pairs.depth_tgt[..., ::2, ::2], K)
+    with pytest.raises(ValueError, match="intrinsics"):
+        align(tgt, src, pairs.depth_tgt, NYU_KINECT)
+    with pytest.raises(ValueError, match="differ"):
+        align(tgt, extract(None, pairs.rgb_src, "rgb", (1,)), pairs.depth_tgt, K)
+
+
 def test_options_are_validated() -> None:
     with pytest.raises(ValueError, match="iterations"):
         AlignOptions(iterations=0)

@@ -207,6 +207,10 @@ def align(
         raise ValueError(f"intrinsics are for {camera.height}x{camera.width}, the frames are {target.image_hw}")
     f0 = target.levels[0]
     B, device = f0.shape[0], f0.device
+    if depth_tgt.dim() != 4 or depth_tgt.shape[0] != B or tuple(depth_tgt.shape[-2:]) != target.image_hw:
+        raise ValueError(
+            f"depth_tgt is {tuple(depth_tgt.shape)}, expected ({B}, 1, {target.image_hw[0]}, {target.image_hw[1]})"
+        )
     eye = torch.eye(4, device=device).expand(B, 4, 4)
     start = eye.clone() if init is None else init.to(device=device, dtype=torch.float32).clone()
     T, iters = start, torch.zeros(B, dtype=torch.long, device=device)
