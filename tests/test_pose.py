@@ -90,10 +90,11 @@ def test_no_valid_depth_falls_back_to_the_init(pairs: PairBatch) -> None:
     depth = pairs.depth_tgt.clone()
     depth[1] = 0  # the middle pair has no depth at all
     depth[2] = float("nan")
+    init[2] = float("nan")  # a broken init as well: the identity stands in for it
     res = run(pairs, init=init, depth=depth)
     assert res.converged.tolist() == [True, False, False]
     assert [STATUS[s] for s in res.status[1:].tolist()] == ["few_valid", "few_valid"]
-    assert torch.equal(res.T[1:], init[1:]) and torch.isfinite(res.T).all()
+    assert torch.equal(res.T[1], init[1]) and torch.equal(res.T[2], torch.eye(4)) and torch.isfinite(res.T).all()
 
 
 def test_init_is_honoured(pairs: PairBatch) -> None:

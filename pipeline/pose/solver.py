@@ -194,7 +194,8 @@ def align(
         source: the source frames' pyramid, same kind, strides and frame size.
         depth_tgt: (B, 1, H, W) target z-depth in metres (0 or NaN: no depth; skipped).
         camera: intrinsics of the (H, W) frames.
-        init: (B, 4, 4) starting T_j_from_i (e.g. the previous pair's motion); identity if None.
+        init: (B, 4, 4) starting T_j_from_i (e.g. the previous pair's motion); identity if None
+            (and for a pair whose init is not finite).
         options: solver settings (`AlignOptions()` if None).
 
     Returns:
@@ -213,6 +214,7 @@ def align(
         )
     eye = torch.eye(4, device=device).expand(B, 4, 4)
     start = eye.clone() if init is None else init.to(device=device, dtype=torch.float32).clone()
+    start = torch.where(torch.isfinite(start).flatten(1).all(1)[:, None, None], start, eye)  # a NaN init: identity
     T, iters = start, torch.zeros(B, dtype=torch.long, device=device)
     for i in reversed(range(len(target.strides))):  # coarse to fine
         k = warp.level_intrinsics(camera, target.strides[i], device)
