@@ -38,10 +38,10 @@ class AlignOptions:
     """Huber threshold in robust sigmas (1.4826 x the median residual norm at each level's start)."""
     damping: float = 1e-3
     """Initial Marquardt damping lambda (H + lambda diag H): small, so a good start takes Gauss-Newton steps."""
-    step_tol: float = 1e-4
-    """A level stops when the accepted step's norm |xi| (metres and radians together) falls below this..."""
-    cost_rtol: float = 1e-4
-    """...or when it lowers the cost by less than this fraction."""
+    step_tol: float = 3e-4
+    """A level stops when the step's norm |xi| (metres and radians together) falls below this..."""
+    cost_rtol: float = 1e-3
+    """...or when a kept step lowers the cost by less than this fraction (or no step lowers it: lambda > 1e4)."""
     max_points: int = 4096
     """Pixels per pair and level at most: the usable ones with the strongest Jacobians (bounds an iteration's cost)."""
     min_valid_fraction: float = 0.1
@@ -164,14 +164,15 @@ def _solve_level(lv: _Level, start: torch.Tensor, opts: AlignOptions) -> tuple:
         r_new, e_new, valid_new = _residual(lv, T_new)
         cost_new = robust.huber_cost(e_new, valid_new, delta)
         ok = active & torch.isfinite(cost_new) & (cost_new < cost)
-        small = (xi.norm(dim=-1) < opts.step_tol) | (cost - cost_new < opts.cost_rtol * cost)
+        tiny = xi.norm(dim=-1) < opts.step_tol  # stops whether or not the step was kept: nothing left to gain
+        flat = cost - cost_new < opts.cost_rtol * cost
         T = torch.where(ok[:, None, None], T_new, T)
         r = torch.where(ok[:, None, None], r_new, r)
         e, valid = torch.where(ok[:, None], e_new, e), torch.where(ok[:, None], valid_new, valid)
         cost = torch.where(ok, cost_new, cost)
         lam = torch.where(ok, lam / 10, lam * 10)
         iters += active.long()
-        active = active & ~((ok & small) | (lam > LAMBDA_MAX))
+        active = active & ~(tiny | (ok & flat) | (lam > LAMBDA_MAX))
         # Stopping early needs the flags on the host: every iteration on the CPU (free), every 5th elsewhere.
         if (T.device.type == "cpu" or it % 5 == 4) and not bool(active.any()):
             break
