@@ -17,7 +17,8 @@ variant, with the target's sensor depth; success = translation error < 2 cm and 
 error < 1 degree (`SUCCESS_M`, `SUCCESS_DEG`); every gap's motion is at least 3 cm and 2
 degrees, so the identity itself never succeeds. Variants: `rgb`, `encoder-untrained`
 (the demo-sized U-Net at its seeded initial weights, `untrained_copy`), and with
-`--model` the trained `encoder` and its `untrained_copy`.
+`--model` the trained `encoder` and its `untrained_copy`, and `rgb+predicted` and
+`encoder+predicted` with the model's depth instead of the sensor's.
 
 Readable lines, then the last line: one JSON object with every figure.
 """
@@ -115,9 +116,11 @@ def basin(variants: dict[str, tuple], n: int, size: tuple[int, int], opts: Align
     K = NYU_KINECT.scaled(size[1], size[0])
     for gap_m, gap_deg in GAPS:
         pairs = _on(synthetic_pairs(list(range(100, 100 + n)), size, gap_m, gap_deg), device)
-        for name, (model, kind) in variants.items():
+        for name, (model, kind, depth_net) in variants.items():
             tgt, src = (extract(model, x, kind, opts.strides) for x in (pairs.rgb_tgt, pairs.rgb_src))
-            res = align(tgt, src, pairs.depth_tgt, K, None, opts)
+            with torch.no_grad():
+                depth = pairs.depth_tgt if depth_net is None else depth_net(pairs.rgb_tgt)  # sensor or predicted
+            res = align(tgt, src, depth, K, None, opts)
             t_err, r_err = (x.cpu() for x in pose_error(res.T, pairs.T))
             ok = (t_err < SUCCESS_M) & (r_err < SUCCESS_DEG)
             row = {
@@ -164,13 +167,16 @@ def main() -> None:
                 f"(align alone {row['align_pairs_per_s']:7.2f}/s; extraction {row['extract_ratio']:.0%} of the time; "
                 f"{row['mean_iterations']} iterations)"
             )
-    variants: dict[str, tuple] = {"rgb": (None, "rgb")}
+    variants: dict[str, tuple] = {"rgb": (None, "rgb", None)}  # (features' model, kind, depth network or sensor)
     if "demo" in models:
-        variants["encoder-untrained"] = (untrained_copy(models["demo"], seed=0), "encoder")
+        variants["encoder-untrained"] = (untrained_copy(models["demo"], seed=0), "encoder", None)
     if a.model is not None:
         trained, _ = load_model(a.model, map_location=device)
-        variants["encoder"] = (trained.eval(), "encoder")
-        variants["encoder-untrained"] = (untrained_copy(trained, seed=0), "encoder")
+        trained.eval()
+        variants["encoder"] = (trained, "encoder", None)
+        variants["encoder-untrained"] = (untrained_copy(trained, seed=0), "encoder", None)
+        variants["rgb+predicted"] = (None, "rgb", trained)
+        variants["encoder+predicted"] = (trained, "encoder", trained)
     result = basin(variants, a.basin_pairs, _hw(a.basin_size), opts, device) if a.basin_pairs else {}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
