@@ -1,0 +1,197 @@
+"""Speed and basin of the pose solver (`pipeline.pose`) on synthetic pairs (run on demand; not a test).
+
+    python benchmarks/pose.py                      # this CPU: ~2 minutes
+    python benchmarks/pose.py --device cuda        # the GPU check (goal: >= 30 pairs/s at 240x320)
+    python benchmarks/pose.py --model models/model.pt   # the basin of a trained encoder too
+
+Speed: alignment pairs/s at each `--sizes` for intensities (`rgb`) and the encoder
+features of U-Nets of three sizes (`tiny` 4 channels depth 2, `demo` 16/4, `default`
+32/4; random weights: the speed does not depend on them, the iterations a little), and
+the bare feature extraction of the same pairs (both frames of each pair encoded). The
+ratio extract / (extract + align) is the share of a pair's time that is the network:
+1 - ratio is what the solver costs. Each figure is the fastest of `--repeats` timed
+passes after a warm-up (other load on a shared machine only ever slows a pass down).
+
+Basin: from the identity, the success rate against the motion between the frames, per
+variant, with the target's sensor depth; success = translation error < 2 cm and rotation
+error < 1 degree (`SUCCESS_M`, `SUCCESS_DEG`); every gap's motion is at least 3 cm and 2
+degrees, so the identity itself never succeeds. Variants: `rgb`, `encoder-untrained`
+(the demo-sized U-Net at its seeded initial weights, `untrained_copy`), and with
+`--model` the trained `encoder` and its `untrained_copy`, and `rgb+predicted` and
+`encoder+predicted` with the model's depth instead of the sensor's.
+
+Readable lines, then the last line: one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from pipeline.camera import NYU_KINECT  # noqa: E402
+from pipeline.config import load_params  # noqa: E402
+from pipeline.model.build import DepthNet, build_model  # noqa: E402
+from pipeline.model.serialize import load_model  # noqa: E402
+from pipeline.pose import AlignOptions, align, extract, untrained_copy  # noqa: E402
+from pipeline.pose.pairs import PairBatch, synthetic_pairs  # noqa: E402
+from pipeline.pose.se3 import pose_error  # noqa: E402
+
+SUCCESS_M, SUCCESS_DEG = 0.02, 1.0
+MODELS = {"tiny": (4, 2), "demo": (16, 4), "default": (32, 4)}  # (base_channels, depth)
+GAPS = [(0.03, 2.0), (0.06, 4.0), (0.10, 6.0), (0.15, 9.0), (0.25, 15.0)]  # (metres, degrees)
+
+
+def _args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--sizes", nargs="*", default=["128x160", "240x320"], help="HxW of the speed runs (none: no speed)")
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--batch", type=int, default=4, help="pairs aligned at once")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--basin-pairs", type=int, default=8, help="pairs per gap (0: no basin)")
+    ap.add_argument("--basin-size", default="128x160", help="HxW of the basin's pairs (the demo's)")
+    ap.add_argument("--model", type=Path, help="a trained models/model.pt: adds its encoder to the basin")
+    ap.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    return ap.parse_args()
+
+
+def _hw(text: str) -> tuple[int, int]:
+    h, w = text.lower().split("x")
+    return int(h), int(w)
+
+
+def _on(pairs: PairBatch, device: torch.device) -> PairBatch:
+    return PairBatch(*(getattr(pairs, f.name).to(device) for f in dataclasses.fields(pairs)))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device: torch.device, repeats: int) -> tuple[float, object]:
+    """The fastest of `repeats` timed calls after one warm-up, and the last result."""
+    out = fn()
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        t = time.perf_counter()
+        out = fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def speed(model: DepthNet | None, pairs: PairBatch, kind: str, opts: AlignOptions, device, repeats: int) -> dict:
+    """Seconds to extract both frames' pyramids, to align, and pairs/s of the two together."""
+    B, (H, W) = pairs.rgb_tgt.shape[0], pairs.rgb_tgt.shape[-2:]
+    K = NYU_KINECT.scaled(W, H)
+
+    def both() -> tuple:
+        return extract(model, pairs.rgb_tgt, kind, opts.strides), extract(model, pairs.rgb_src, kind, opts.strides)
+
+    t_extract, (tgt, src) = _timed(both, device, repeats)  # type: ignore[misc]
+    t_align, res = _timed(lambda: align(tgt, src, pairs.depth_tgt, K, None, opts), device, repeats)
+    return {
+        "extract_s": round(t_extract, 4),
+        "align_s": round(t_align, 4),
+        "pairs_per_s": round(B / (t_extract + t_align), 2),
+        "align_pairs_per_s": round(B / t_align, 2),
+        "extract_ratio": round(t_extract / (t_extract + t_align), 3),
+        "mean_iterations": round(float(res.iterations.float().mean()), 1),  # type: ignore[attr-defined]
+    }
+
+
+def basin(variants: dict[str, tuple], n: int, size: tuple[int, int], opts: AlignOptions, device) -> dict:
+    """Per variant and gap: success rate, converged rate, median errors over n pairs from the identity."""
+    out: dict[str, list] = {name: [] for name in variants}
+    K = NYU_KINECT.scaled(size[1], size[0])
+    for gap_m, gap_deg in GAPS:
+        pairs = _on(synthetic_pairs(list(range(100, 100 + n)), size, gap_m, gap_deg), device)
+        for name, (model, kind, depth_net) in variants.items():
+            tgt, src = (extract(model, x, kind, opts.strides) for x in (pairs.rgb_tgt, pairs.rgb_src))
+            with torch.no_grad():
+                depth = pairs.depth_tgt if depth_net is None else depth_net(pairs.rgb_tgt)  # sensor or predicted
+            res = align(tgt, src, depth, K, None, opts)
+            t_err, r_err = (x.cpu() for x in pose_error(res.T, pairs.T))
+            ok = (t_err < SUCCESS_M) & (r_err < SUCCESS_DEG)
+            row = {
+                "gap_cm": gap_m * 100,
+                "gap_deg": gap_deg,
+                "success": round(ok.float().mean().item(), 3),
+                "converged": round(res.converged.float().mean().item(), 3),
+                "median_t_mm": round(float(t_err.median()) * 1000, 1),
+                "median_r_deg": round(float(r_err.median()), 3),
+            }
+            out[name].append(row)
+            print(
+                f"basin {name:>18} gap {gap_m * 100:4.0f} cm {gap_deg:4.1f} deg: success {row['success']:.2f} "
+                f"converged {row['converged']:.2f} median error {row['median_t_mm']} mm {row['median_r_deg']} deg"
+            )
+    return out
+
+
+def main() -> None:
+    a = _args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device here; nothing measured")
+        print(json.dumps({"device": "cuda", "available": False}))
+        return
+    opts = AlignOptions()
+    base = load_params(Path(__file__).resolve().parents[1] / "params.yaml").model
+    models: dict[str, DepthNet] = {}
+    for name in a.models:
+        torch.manual_seed(0)
+        c, d = MODELS[name]
+        models[name] = build_model(dataclasses.replace(base, base_channels=c, depth=d)).to(device).eval()
+    rows = []
+    for size in map(_hw, a.sizes):
+        pairs = _on(synthetic_pairs(list(range(a.batch)), size), device)
+        for name, model, kind in [("-", None, "rgb")] + [(n, m, "encoder") for n, m in models.items()]:
+            row = {"size": f"{size[0]}x{size[1]}", "features": kind, "model": name, "batch": a.batch}
+            row |= speed(model, pairs, kind, opts, device, a.repeats)
+            rows.append(row)
+            print(
+                f"speed {row['size']:>8} {kind:>7} {name:>7}: {row['pairs_per_s']:7.2f} pairs/s "
+                f"(align alone {row['align_pairs_per_s']:7.2f}/s; extraction {row['extract_ratio']:.0%} of the time; "
+                f"{row['mean_iterations']} iterations)"
+            )
+    variants: dict[str, tuple] = {"rgb": (None, "rgb", None)}  # (features' model, kind, depth network or sensor)
+    if "demo" in models:
+        variants["encoder-untrained"] = (untrained_copy(models["demo"], seed=0), "encoder", None)
+    if a.model is not None:
+        trained, _ = load_model(a.model, map_location=device)
+        trained.eval()
+        variants["encoder"] = (trained, "encoder", None)
+        variants["encoder-untrained"] = (untrained_copy(trained, seed=0), "encoder", None)
+        variants["rgb+predicted"] = (None, "rgb", trained)
+        variants["encoder+predicted"] = (trained, "encoder", trained)
+    result = basin(variants, a.basin_pairs, _hw(a.basin_size), opts, device) if a.basin_pairs else {}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(
+        json.dumps(
+            {
+                "device": name,
+                "threads": torch.get_num_threads(),
+                "options": dataclasses.asdict(opts),
+                "success": {"max_translation_m": SUCCESS_M, "max_rotation_deg": SUCCESS_DEG},
+                "speed": rows,
+                "basin": result,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
