@@ -32,6 +32,8 @@ SHRUNK: dict[str, dict[str, Any]] = {
         "source": "synthetic",
         "synthetic": {"n": 2, "frames": 8, "fps": 30.0, "height": 48, "width": 64, "seed": 0},
     },
+    # Every variant and both baselines, on 7 + 6 pairs a sequence: a few CPU seconds.
+    "pose": {"gaps": [1, 2], "batch_size": 8, "device": "cpu"},
 }
 
 

@@ -31,6 +31,8 @@ TINY_SET = [
     "sequences.synthetic.frames=8",
     "sequences.synthetic.height=48",
     "sequences.synthetic.width=64",
+    "pose.gaps=[1,2]",
+    "pose.device=cpu",
 ]
 
 

@@ -1,0 +1,188 @@
+"""Visual odometry a user can run: chain frame-to-frame direct alignment into a TUM trajectory.
+
+    python -m pipeline.odometry SEQUENCE --out TRAJ.txt [--model models/model.pt]
+        [--features encoder|rgb] [--depth predicted|sensor] [--intrinsics FX FY CX CY]
+
+SEQUENCE is a folder in TUM RGB-D's layout (rgb.txt, depth.txt, optional groundtruth.txt;
+intrinsics from its calibration.txt, TUM's freiburg values by name, or --intrinsics) or a
+plain folder of images taken in name order (with --intrinsics; predicted depth only).
+Frames are processed at the model's training resolution (or --size without a model),
+the intrinsics scaled to it. Each pair (k, k+1) starts from the previous pair's motion (a
+constant-velocity guess); a pair that does not converge from there is solved again from
+the identity and the lower-residual result kept. The trajectory is camera-to-world, the
+first frame at the origin, written in TUM's format; with ground truth, ATE and RPE (evo)
+are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.camera import Intrinsics
+from pipeline.device import pick_device
+from pipeline.errors import PipelineError
+from pipeline.evaluation.inference import predict_depth, train_resolution
+from pipeline.io import write_text_atomic
+from pipeline.logs import setup_logging
+from pipeline.model import DepthNet, load_model
+from pipeline.pose.features import FEATURE_KINDS, Pyramid, extract
+from pipeline.pose.frames import SequenceFrames, frames_from_images, load_frames, read_rgb
+from pipeline.pose.solver import AlignOptions, align
+from pipeline.sequences.layout import pose_line, read_sequence
+from pipeline.trajectory.metrics import score_trajectory
+from pipeline.trajectory.poses import chain
+
+log = logging.getLogger("pipeline")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+DEFAULT_SIZE = (240, 320)  # without a model: NYU's 480x640 halved, the training default
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m pipeline.odometry", description=__doc__.splitlines()[0])
+    ap.add_argument("sequence", type=Path, help="a TUM-layout folder, or a folder of images in name order")
+    ap.add_argument(
+        "--out", type=Path, required=True, help="the trajectory, TUM format (timestamp tx ty tz qx qy qz qw)"
+    )
+    ap.add_argument("--model", type=Path, help="the depth network (models/model.pt): needed for encoder features "
+                    "or predicted depth")  # fmt: skip
+    ap.add_argument("--features", choices=FEATURE_KINDS, default="encoder")
+    ap.add_argument("--depth", choices=("predicted", "sensor"), default="predicted")
+    ap.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
+                    help="pixels, at the images' own size (overrides calibration.txt and TUM's values)")  # fmt: skip
+    ap.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="working resolution without a model "
+                    f"(default {DEFAULT_SIZE[0]} {DEFAULT_SIZE[1]}); with one, its training resolution")  # fmt: skip
+    ap.add_argument("--fps", type=float, default=30.0, help="a plain folder's frame rate, for its timestamps")
+    ap.add_argument("--iterations", type=int, default=AlignOptions().iterations, help="LM iterations per level")
+    ap.add_argument("--device", default="auto", help="auto | cuda | mps | cpu")
+    return ap.parse_args(argv)
+
+
+@dataclass(frozen=True)
+class Odometry:
+    """A chained trajectory and how it was made."""
+
+    times: np.ndarray  # (N,)
+    poses: np.ndarray  # (N, 4, 4) camera-to-world, the first at the origin
+    converged: np.ndarray  # (N - 1,) per frame-to-frame pair
+    seconds: float
+
+
+def _check(a: argparse.Namespace) -> None:
+    """Refuses what cannot run, in one line naming what to fix."""
+    if not a.sequence.is_dir():
+        raise PipelineError(f"{a.sequence}: not a folder; give a TUM-layout sequence or a folder of images")
+    needs_model = a.features == "encoder" or a.depth == "predicted"
+    if needs_model and a.model is None:
+        raise PipelineError(
+            f"--features {a.features} --depth {a.depth} need the depth network: add --model models/model.pt"
+        )
+    if a.model is not None and not a.model.is_file():
+        raise PipelineError(f"{a.model}: no such model file; train one (`dvc repro train`) or fix --model")
+
+
+def load(a: argparse.Namespace, hw: tuple[int, int]) -> SequenceFrames:
+    """The sequence's frames at `hw`, from a TUM-layout folder or a plain folder of images."""
+    k = a.intrinsics
+    if (a.sequence / "rgb.txt").is_file():
+        seq = read_sequence(a.sequence, require_depth=a.depth == "sensor", require_groundtruth=False)
+        if k is not None:
+            native = seq.intrinsics
+            seq = replace(seq, intrinsics=Intrinsics(k[0], k[1], k[2], k[3], native.width, native.height))
+        return load_frames(seq, hw, 0)
+    images = sorted(p for p in a.sequence.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise PipelineError(f"{a.sequence}: no rgb.txt and no images ({', '.join(IMAGE_SUFFIXES)}); nothing to track")
+    if a.depth == "sensor":
+        raise PipelineError(f"{a.sequence}: a plain image folder has no sensor depth; use --depth predicted")
+    if k is None:
+        raise PipelineError(f"{a.sequence}: a plain image folder needs --intrinsics FX FY CX CY (pixels)")
+    first = read_rgb(images[0])
+    return frames_from_images(images, Intrinsics(k[0], k[1], k[2], k[3], first.shape[1], first.shape[0]), hw, a.fps)
+
+
+def track(frames: SequenceFrames, model: DepthNet | None, features: str, depth: str, options: AlignOptions,
+          device: torch.device) -> Odometry:  # fmt: skip
+    """Chains frame-to-frame motion into a trajectory, the first frame at the origin.
+
+    Pair (k, k + 1) starts from pair (k - 1, k)'s motion (a constant-velocity guess) and is
+    solved again from the identity when it does not converge from there.
+    """
+    start = time.perf_counter()
+    n = len(frames)
+    motions, converged = np.tile(np.eye(4), (n - 1, 1, 1)), np.zeros(n - 1, bool)
+    target, d_target = _frame(frames, 0, model, features, depth, options, device)
+    velocity = torch.eye(4, device=device)[None]  # (1, 4, 4)
+    for k in range(n - 1):
+        source, d_source = _frame(frames, k + 1, model, features, depth, options, device)
+        r = align(target, source, d_target, frames.intrinsics, velocity, options)
+        if not bool(r.converged[0]):
+            fresh = align(target, source, d_target, frames.intrinsics, None, options)
+            if bool(fresh.converged[0]) or float(fresh.residual[0]) < float(r.residual[0]):
+                r = fresh
+        motions[k], converged[k] = r.T[0].double().cpu().numpy(), bool(r.converged[0])
+        velocity = r.T
+        target, d_target = source, d_source
+    return Odometry(frames.times, chain(motions), converged, time.perf_counter() - start)
+
+
+def _frame(frames: SequenceFrames, k: int, model: DepthNet | None, features: str, depth: str,
+           options: AlignOptions, device: torch.device) -> tuple[Pyramid, torch.Tensor]:  # fmt: skip
+    """Frame k's feature pyramid and its depth (1, 1, h, w): predicted by the network or the sensor's."""
+    idx = np.array([k])
+    rgb = frames.rgb_tensor(idx, device)  # (1, 3, h, w)
+    pyramid = extract(model, rgb, features, options.strides)
+    if depth == "sensor":
+        return pyramid, frames.depth_tensor(idx, device)
+    assert model is not None  # _check: predicted depth needs the model
+    return pyramid, predict_depth(model, frames.rgb[idx], frames.rgb.shape[1:3])[:, None]
+
+
+def write_trajectory(path: Path, times: np.ndarray, poses: np.ndarray) -> None:
+    """A TUM trajectory file (`timestamp tx ty tz qx qy qz qw` a line, camera-to-world), written atomically."""
+    header = "# timestamp tx ty tz qx qy qz qw (camera-to-world; python -m pipeline.odometry)\n"
+    write_text_atomic(
+        path, header + "\n".join(pose_line(float(t), P) for t, P in zip(times, poses, strict=True)) + "\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (1 with one line on bad input)."""
+    setup_logging("odometry")
+    a = _args(argv)
+    try:
+        _check(a)
+        device = pick_device(a.device, "--device")
+        model, hw = None, (a.size[0], a.size[1]) if a.size else DEFAULT_SIZE
+        if a.model is not None:
+            model, meta = load_model(a.model, map_location=device)
+            hw = train_resolution(meta)
+        frames = load(a, hw)
+        if len(frames) < 2:
+            raise PipelineError(f"{a.sequence}: {len(frames)} frame(s); odometry needs at least two")
+        odo = track(frames, model, a.features, a.depth, AlignOptions(iterations=a.iterations), device)
+        write_trajectory(a.out, odo.times, odo.poses)
+    except PipelineError as e:
+        log.error("%s", e)
+        return 1
+    fps = (len(frames) - 1) / odo.seconds
+    print(f"{a.out}: {len(frames)} frames at {hw[0]}x{hw[1]}, {fps:.2f} frames/s on {device.type}; "
+          f"{int(odo.converged.sum())}/{len(odo.converged)} pairs converged")  # fmt: skip
+    if frames.poses is not None:
+        s = score_trajectory(frames.times, frames.poses, odo.times, odo.poses, gaps=(1,))
+        se3, sim3, rpe = s["ate"]["se3"], s["ate"]["sim3"], s["rpe"]["gap_1"]
+        print(f"ATE RMSE {se3['rmse_m']:.4f} m (SE(3) aligned), {sim3['rmse_m']:.4f} m (Sim(3), scale "
+              f"{sim3['scale']:.3f}); RPE per frame {rpe['trans_m']['rmse']:.4f} m, "
+              f"{rpe['rot_deg']['rmse']:.3f} deg")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Scores of the pose stage: per-pair rows, per-method RPE / success / ATE, the JSON and MLflow forms.
+
+Errors and statistics are evo's (`pipeline.trajectory.metrics`). A pair *succeeds* when
+the method reports convergence and its error is within both thresholds
+(`pose.success_trans_m`, `pose.success_rot_deg`); the success rate per gap measures the
+basin of each method from its initialisation (the identity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.pose.estimate import Estimates, Pairs
+from pipeline.pose.frames import SequenceFrames
+from pipeline.trajectory.metrics import pair_errors, score_pairs, score_trajectory
+from pipeline.trajectory.poses import chain, relative_motion
+
+PAIR_COLUMNS = (
+    "sequence", "method", "target", "source", "gap", "target_time", "source_time", "gt_trans_m", "gt_rot_deg",
+    "trans_err_m", "rot_err_deg", "converged", "success", "status", "residual", "iterations",
+)  # fmt: skip
+
+
+@dataclass
+class MethodScores:
+    """What one method collected over all sequences."""
+
+    gt: list[np.ndarray] = field(default_factory=list)  # (P, 4, 4) per sequence
+    est: list[np.ndarray] = field(default_factory=list)
+    gaps: list[np.ndarray] = field(default_factory=list)
+    success: list[np.ndarray] = field(default_factory=list)
+    converged: list[np.ndarray] = field(default_factory=list)
+    ate: dict[str, dict] = field(default_factory=dict)  # sequence -> score_trajectory's "ate"
+    seconds: float = 0.0
+
+
+def pair_rows(frames: SequenceFrames, pairs: Pairs, method: str, est: Estimates, thresholds: tuple[float, float]
+              ) -> tuple[pd.DataFrame, np.ndarray]:  # fmt: skip
+    """One row per pair (PAIR_COLUMNS) and the (P,) success flags."""
+    gt = relative_motion(frames.groundtruth[pairs.target], frames.groundtruth[pairs.source])
+    trans, rot = pair_errors(gt, est.motion)
+    gt_trans, gt_rot = pair_errors(gt, np.tile(np.eye(4), (len(gt), 1, 1)))  # the motion's own size
+    success = est.converged & (trans <= thresholds[0]) & (rot <= thresholds[1])
+    rows = pd.DataFrame({
+        "sequence": frames.name, "method": method, "target": pairs.target, "source": pairs.source, "gap": pairs.gap,
+        "target_time": frames.times[pairs.target], "source_time": frames.times[pairs.source],
+        "gt_trans_m": gt_trans, "gt_rot_deg": gt_rot, "trans_err_m": trans, "rot_err_deg": rot,
+        "converged": est.converged, "success": success, "status": est.status, "residual": est.residual,
+        "iterations": est.iterations,
+    })  # fmt: skip
+    return rows, success
+
+
+def trajectory(frames: SequenceFrames, pairs: Pairs, est: Estimates) -> np.ndarray | None:
+    """(N, 4, 4) camera-to-world chained from the gap-1 estimates from the true first pose; None without gap 1."""
+    one = pairs.gap == 1
+    if one.sum() != len(frames) - 1:
+        return None
+    order = np.argsort(pairs.target[one])
+    return chain(est.motion[one][order], first=frames.groundtruth[0])
+
+
+def collect(acc: MethodScores, frames: SequenceFrames, pairs: Pairs, est: Estimates, success: np.ndarray,
+            gaps: list[int]) -> np.ndarray | None:  # fmt: skip
+    """Adds one sequence's result to `acc`; returns its chained trajectory (None without gap 1)."""
+    acc.gt.append(relative_motion(frames.groundtruth[pairs.target], frames.groundtruth[pairs.source]))
+    acc.est.append(est.motion)
+    acc.gaps.append(pairs.gap)
+    acc.success.append(success)
+    acc.converged.append(est.converged)
+    acc.seconds += est.seconds
+    traj = trajectory(frames, pairs, est)
+    if traj is not None:
+        acc.ate[frames.name] = score_trajectory(frames.times, frames.groundtruth, frames.times, traj, gaps=gaps)["ate"]
+    return traj
+
+
+def _rates(flags: np.ndarray, gaps: np.ndarray) -> dict[str, float]:
+    return {f"gap_{g}": float(flags[gaps == g].mean()) for g in np.unique(gaps).tolist()}
+
+
+def _mean_ate(per_sequence: dict[str, dict]) -> dict[str, Any]:
+    """The mean over sequences of each ATE figure (None where no sequence has one)."""
+    out: dict[str, Any] = {}
+    for align in ("se3", "sim3"):
+        keys = {k for a in per_sequence.values() for k in a[align]}
+        out[align] = {
+            k: float(np.mean(v)) if (v := [a[align][k] for a in per_sequence.values() if a[align][k] is not None])
+            else None
+            for k in sorted(keys)
+        }  # fmt: skip
+    return out
+
+
+def summary(acc: MethodScores, info: dict[str, Any]) -> dict[str, Any]:
+    """The JSON entry of one method: RPE per gap, success and convergence rates per gap, ATE, pairs/s."""
+    gaps = np.concatenate(acc.gaps)
+    n = len(gaps)
+    return {
+        **info,
+        **score_pairs(np.concatenate(acc.gt), np.concatenate(acc.est), gaps),
+        "success": _rates(np.concatenate(acc.success), gaps),
+        "converged": _rates(np.concatenate(acc.converged), gaps),
+        "ate": _mean_ate(acc.ate) if acc.ate else None,
+        "ate_per_sequence": acc.ate,
+        "pairs": n,
+        "pairs_per_s": n / acc.seconds if acc.seconds > 1e-3 else None,  # None: standing still costs nothing
+    }
+
+
+def mlflow_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The headline figures as MLflow keys under `pose/<method>/...` (RPE RMSE and success per gap, ATE)."""
+    out: dict[str, float] = {}
+    for group in ("variants", "baselines"):
+        for method, m in metrics.get(group, {}).items():
+            key = f"pose/{method}"
+            for gap, r in m["rpe"].items():
+                out[f"{key}/rpe_{gap}_trans_rmse_m"] = r["trans_m"]["rmse"]
+                out[f"{key}/rpe_{gap}_rot_rmse_deg"] = r["rot_deg"]["rmse"]
+                out[f"{key}/success_{gap}"] = m["success"][gap]
+            if m["ate"]:
+                out[f"{key}/ate_se3_rmse_m"] = m["ate"]["se3"]["rmse_m"]
+                out[f"{key}/ate_sim3_rmse_m"] = m["ate"]["sim3"]["rmse_m"]
+    return {k: v for k, v in out.items() if v is not None}
