@@ -182,3 +182,12 @@ def test_float32_estimates_chained_over_a_long_trajectory_are_accepted() -> None
     est = chain(motion32, first=gt[0])
     out = score_trajectory(stamps, gt, stamps, est, gaps=(1,))
     assert out["ate"]["se3"]["rmse_m"] < 1e-3 and out["rpe"]["gap_1"]["rot_deg"]["rmse"] < 1e-2
+
+
+def test_rotations_a_float32_solver_leaves_slightly_off_orthogonal_are_scored() -> None:
+    # evo's is_so3 check is exact to ~1e-8; a solver's float32 composition drifts by ~1e-5.
+    stamps, gt = _handheld(n=20, seed=3)
+    est = gt.copy()
+    est[:, :3, :3] *= 1 + 2e-5  # a uniform stretch: R R^T = (1 + 4e-5) I, well inside check_poses' 1e-3
+    out = score_trajectory(stamps, gt, stamps, est, gaps=(1, 2))
+    assert out["rpe"]["gap_2"]["rot_deg"]["rmse"] < 1e-6 and out["ate"]["se3"]["rmse_m"] < 1e-9

@@ -25,6 +25,11 @@ def check_poses(poses: np.ndarray, name: str) -> np.ndarray:
     # (a scale, a shear, a transposed layout) is off by far more.
     if not np.allclose(R @ R.transpose(0, 2, 1), np.eye(3), atol=1e-3) or np.any(np.linalg.det(R) < 0):
         raise ValueError(f"{name}: the rotation part is not a proper rotation (R R^T != I or det < 0)")
+    # ... and evo's own check (is_so3) is exact to ~1e-8: hand it the nearest rotation (SVD projection),
+    # which moves a float32 estimate by its rounding only.
+    U, _, Vt = np.linalg.svd(R)
+    poses = poses.copy()
+    poses[:, :3, :3] = U @ Vt
     return poses
 
 
