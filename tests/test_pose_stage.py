@@ -77,7 +77,8 @@ def test_pairs_csv_has_a_row_per_pair_and_method_and_trajectories_are_tum_files(
 
 
 def test_mlflow_keys_sit_under_pose() -> None:
-    gap = {"n": 3, "trans_m": {"rmse": 0.1, "mean": 0.1, "median": 0.1}, "rot_deg": {"rmse": 1.0, "mean": 1, "median": 1}}
+    stats = {"rmse": 0.1, "mean": 0.1, "median": 0.1}
+    gap = {"n": 3, "trans_m": stats, "rot_deg": {**stats, "rmse": 1.0}}
     m = {"rpe": {"gap_1": gap}, "success": {"gap_1": 0.5}, "ate": {"se3": {"rmse_m": 0.2}, "sim3": {"rmse_m": 0.1}}}
     keys = mlflow_metrics({"variants": {"rgb_sensor": m}, "baselines": {"identity": {**m, "ate": None}}})
     assert keys["pose/rgb_sensor/rpe_gap_1_trans_rmse_m"] == 0.1 and keys["pose/rgb_sensor/ate_se3_rmse_m"] == 0.2
