@@ -83,4 +83,40 @@ def write_inputs(root: Path, params: Params, k: int = 3, size: tuple[int, int] =
     log.update({"lr": 1e-3, "images_per_s": 50.0, "seconds": 3.0})
     pd.DataFrame(log).to_csv(root / p.train_log, sep="\t", index=False)
     (root / p.run_id).write_text(json.dumps({"run_id": None, "experiment_id": None, "tracking_uri": None}))
+    write_pose(root, params, rng)
+    return metrics
+
+
+def _method(rng: np.random.Generator, **info: str) -> dict:
+    stats = lambda s: {k: float(s * rng.uniform(0.8, 1.2)) for k in ("rmse", "mean", "median")}  # noqa: E731
+    return {
+        **info,
+        "rpe": {f"gap_{g}": {"n": 10 - g, "trans_m": stats(0.004 * g), "rot_deg": stats(0.2 * g)} for g in (1, 2)},
+        "success": {"gap_1": 0.9, "gap_2": float(rng.uniform(0, 1))},
+        "converged": {"gap_1": 1.0, "gap_2": 0.9},
+        "ate": {"se3": {"rmse_m": 0.02, "mean_m": 0.02, "median_m": 0.02},
+                "sim3": {"rmse_m": 0.015, "mean_m": 0.015, "median_m": 0.015, "scale": 1.1}},
+        "pairs": 17,
+        "pairs_per_s": 12.5,
+    }  # fmt: skip
+
+
+def write_pose(root: Path, params: Params, rng: np.random.Generator) -> dict:
+    """pose_metrics.json (two variants, both baselines, gaps 1 and 2) and one sequence's trajectories."""
+    p = params.paths
+    metrics = {
+        "enabled": True, "sequences": ["synthetic_001_office_100000"], "frames": 10, "resolution": [48, 64],
+        "device": "cpu", "model_epoch": 3, "init": "identity", "success_threshold": {"trans_m": 0.01, "rot_deg": 0.5},
+        "variants": {"encoder_predicted": _method(rng, features="encoder", depth="predicted", weights="trained"),
+                     "rgb_sensor": _method(rng, features="rgb", depth="sensor", weights="trained")},
+        "baselines": {"identity": _method(rng, depth="none"), "open3d": _method(rng, depth="sensor")},
+    }  # fmt: skip
+    (root / p.pose_metrics).write_text(json.dumps(metrics))
+    folder = root / p.pose_trajectories / metrics["sequences"][0]
+    folder.mkdir(parents=True, exist_ok=True)
+    t = np.arange(10) / 30.0
+    for name, wobble in (("groundtruth", 0.0), ("rgb_sensor", 0.01), ("identity", None)):
+        xyz = np.zeros((10, 3)) if wobble is None else np.c_[0.3 * t, 0 * t, 0.1 * t + wobble * np.sin(9 * t)]
+        rows = np.c_[t, xyz, np.zeros((10, 3)), np.ones(10)]  # identity rotation: qw = 1
+        np.savetxt(folder / f"{name}.txt", rows, fmt="%.6f")
     return metrics

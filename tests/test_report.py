@@ -11,6 +11,7 @@ import html
 import io
 import json
 import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def test_report_files_exist_and_are_self_contained(built):
     parser.feed(page)
     assert "table" in parser.tags and "script" not in parser.tags and "link" not in parser.tags
     images = [u for u in parser.urls if u.startswith("data:image/png;base64,")]
-    assert len(images) == 4  # curves, grid, scene types, error by depth
+    assert len(images) == 6  # curves, grid, scene types, error by depth, pose by gap, pose trajectories
     png = Image.open(io.BytesIO(base64.b64decode(images[0].split(",", 1)[1])))
     png.verify()
     assert png.format == "PNG"
@@ -146,7 +147,7 @@ def test_no_examples_and_null_metrics_still_build(tmp_path):
     metrics["abs_rel"] = metrics["baseline"]["silog"] = None  # evaluate writes null for a NaN mean
     (tmp_path / params.paths.metrics).write_text(json.dumps(metrics))
     written = build_report(params, tmp_path)
-    assert len(written["figures"]) == 3
+    assert len(written["figures"]) == 5  # no grid
     md = written["report_md"].read_text(encoding="utf-8")
     assert "eval.n_examples" in md and "**AbsRel = –**" in md
 
@@ -289,3 +290,25 @@ def test_protocol_names_the_crop_at_the_test_images_size(params: Params, size, b
     text = protocol_text(metrics, params)
     assert "rows 45–471, columns 41–601 of the 480×640 frame" in text
     assert (bounds in text) if bounds else ("test images)" not in text)
+
+
+def test_camera_motion_section_shows_variants_baselines_and_the_published_protocols(tmp_path):
+    params = make_params()
+    write_inputs(tmp_path, params)
+    md = build_report(params, tmp_path)["report_md"].read_text(encoding="utf-8")
+    section = md[md.index("## Camera motion") : md.index("## Provenance")]
+    for name in ("encoder_predicted", "rgb_sensor", "identity", "open3d", "gap 2: success", "ATE Sim(3) m"):
+        assert name in section, name
+    assert "ORB-SLAM2 (RGB-D)" in section and "monocular" in section and "Sim3" in section  # the protocol columns
+    assert "figures/pose_trajectories.png" in section and "figures/pose_by_gap.png" in section
+
+
+def test_camera_motion_section_says_so_when_the_pose_stage_had_no_sequences(tmp_path):
+    params = make_params()
+    write_inputs(tmp_path, params)
+    note = "no sequences under data/sequences (sequences.enabled is false)"
+    (tmp_path / params.paths.pose_metrics).write_text(json.dumps({"enabled": False, "note": note}))
+    shutil.rmtree(tmp_path / params.paths.pose_trajectories)
+    written = build_report(params, tmp_path)
+    md = written["report_md"].read_text(encoding="utf-8")
+    assert f"Not run: {note}." in md and not any(p.name.startswith("pose_") for p in written["figures"])

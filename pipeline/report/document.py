@@ -6,7 +6,7 @@ from typing import Any
 
 from pipeline.config import Params
 from pipeline.metrics import METRIC_NAMES, eigen_crop_bounds
-from pipeline.report import published
+from pipeline.report import pose_section, published
 from pipeline.report.context import Provenance
 from pipeline.report.figures import ERROR_VMAX
 from pipeline.report.inputs import ReportInputs
@@ -190,13 +190,14 @@ def provenance_section(prov: Provenance) -> list[Block]:
     return blocks
 
 
-def build_document(inputs: ReportInputs, params: Params, prov: Provenance, has_grid: bool) -> list[Block]:
-    """Every section of the report, in order."""
+def build_document(inputs: ReportInputs, params: Params, prov: Provenance, drawn: set[str]) -> list[Block]:
+    """Every section of the report, in order; `drawn` names the figures that were drawn."""
     return [
         *summary_section(inputs.metrics, params),
         *published_section(inputs.metrics, params),
         *training_section(inputs),
-        *examples_section(inputs, has_grid),
+        *examples_section(inputs, GRID in drawn),
         *breakdown_sections(inputs),
+        *pose_section.section(inputs.pose, drawn),
         *provenance_section(prov),
     ]

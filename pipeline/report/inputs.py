@@ -18,6 +18,7 @@ from pipeline.config import PathsParams
 from pipeline.errors import PipelineError
 from pipeline.evaluation.formats import BIN_COLUMNS, EXAMPLE_KEYS
 from pipeline.metrics import METRIC_NAMES
+from pipeline.report.pose_section import PoseInputs, read_pose
 from pipeline.tracking import read_run_id
 
 # The resolution keys (`resolution` in the docs; evaluate writes `eval_resolution` and
@@ -36,6 +37,7 @@ class ReportInputs:
     predictions: dict[str, np.ndarray]  # EXAMPLE_KEYS; rgb (K, H, W, 3), gt/pred (K, H, W)
     train_log: pd.DataFrame  # epoch, train_loss, val_loss, val_<metric>, lr, ...
     run_id: str | None  # MLflow run id, None when tracking was off
+    pose: PoseInputs  # the pose stage's scores and trajectories
 
 
 def _require_file(path: Path, writer: str) -> None:
@@ -111,4 +113,5 @@ def load_inputs(paths: PathsParams) -> ReportInputs:
         predictions=read_predictions(paths.predictions),
         train_log=_read_table(paths.train_log, "train", ("epoch", "train_loss", "val_loss", *val_cols), sep="\t"),
         run_id=read_run_id(paths.run_id),
+        pose=read_pose(paths),
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 from pipeline.config import Params
 from pipeline.io import atomic_dir, atomic_path
-from pipeline.report import figures
+from pipeline.report import figures, pose_section
 from pipeline.report.context import collect_provenance
 from pipeline.report.document import CURVES, DEPTH, GRID, SCENES, build_document, report_title
 from pipeline.report.inputs import ReportInputs, load_inputs
@@ -36,6 +36,7 @@ def write_figures(inputs: ReportInputs, folder: Path) -> list[Path]:
         )
     drawn[SCENES] = figures.plot_scene_types(inputs.per_scene_type, m)
     drawn[DEPTH] = figures.plot_error_by_depth(inputs.error_by_depth)
+    drawn |= pose_section.figures(inputs.pose)
     return [figures.save_png(fig, folder / name) for name, fig in drawn.items()]
 
 
@@ -65,7 +66,7 @@ def build_report(params: Params, repo_root: str | Path) -> dict[str, Any]:
         atomic_dir(paths.figures_dir) as staging,
     ):
         pngs = write_figures(inputs, staging)
-        blocks = build_document(inputs, params, prov, has_grid=(staging / GRID).exists())
+        blocks = build_document(inputs, params, prov, drawn={p.name for p in pngs})
         title = report_title(str(inputs.metrics["source"]))
         figures_rel = Path(os.path.relpath(paths.figures_dir, paths.report_md.parent)).as_posix()
         page = render_html(blocks, title, staging)

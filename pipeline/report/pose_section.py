@@ -1,0 +1,205 @@
+"""The report's camera-motion section: the pose stage's variants against the baselines and published TUM numbers.
+
+Read from the pose stage's outputs (`pose_metrics.json`, the chained trajectories); when
+the stage found no sequences the section says so and draws nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from pipeline.config import PathsParams
+from pipeline.errors import PipelineError
+from pipeline.report.markup import Block, FigureRef, Heading, Paragraph
+from pipeline.report.tables import MISSING, Table, fmt
+from pipeline.trajectory.published import published_rows
+
+TRAJECTORIES, BY_GAP = "pose_trajectories.png", "pose_by_gap.png"
+MAX_SEQUENCES_DRAWN = 4  # one top-down panel each; more would shrink them past reading
+
+
+@dataclass(frozen=True)
+class PoseInputs:
+    """pose_metrics.json and the chained trajectories' positions: {sequence: {method: (N, 3)}}."""
+
+    metrics: dict[str, Any]
+    positions: dict[str, dict[str, np.ndarray]]
+
+
+def read_pose(paths: PathsParams) -> PoseInputs:
+    """The pose stage's outputs, checked.
+
+    Raises:
+        PipelineError: pose_metrics.json is missing or unreadable, or a trajectory file is malformed.
+    """
+    path = paths.pose_metrics
+    if not path.is_file():
+        raise PipelineError(f"report: input {path} is missing; run the 'pose' stage first (dvc repro pose)")
+    try:
+        metrics = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PipelineError(f"report: {path} is not valid JSON ({e}); re-run 'pose'") from None
+    positions: dict[str, dict[str, np.ndarray]] = {}
+    folder = paths.pose_trajectories
+    for seq in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+        positions[seq.name] = {f.stem: _positions(f) for f in sorted(seq.glob("*.txt"))}
+    return PoseInputs(metrics, positions)
+
+
+def _positions(path: Path) -> np.ndarray:
+    """(N, 3) camera positions of a TUM trajectory file."""
+    try:
+        rows = np.loadtxt(path, ndmin=2)
+    except ValueError as e:
+        raise PipelineError(f"report: {path} is not a TUM trajectory ({e}); re-run 'pose'") from None
+    if rows.shape[1] != 8:
+        raise PipelineError(
+            f"report: {path} has {rows.shape[1]} columns, not 8 (t tx ty tz qx qy qz qw); re-run 'pose'"
+        )
+    return rows[:, 1:4]
+
+
+def _methods(metrics: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(name, kind, entry) of every variant, then the baselines."""
+    return [(n, "variant", m) for n, m in metrics["variants"].items()] + [
+        (n, "baseline", m) for n, m in metrics["baselines"].items()
+    ]
+
+
+def _describe(name: str, m: dict[str, Any]) -> str:
+    if name == "identity":
+        return "standing still"
+    if name == "open3d":
+        return "Open3D RGB-D odometry (hybrid term), sensor depth"
+    weights = ", untrained" if m.get("weights") == "untrained" else ""
+    return f"{m['features']} features{weights}, {m['depth']} depth"
+
+
+def rpe_table(metrics: dict[str, Any]) -> Table:
+    """Per method: RPE RMSE per gap (mm / degrees) and the success rate per gap; the best variant per gap bold."""
+    gaps = list(next(iter(metrics["variants"].values()))["rpe"])
+    rows, bold = [], set()
+    for name, _kind, m in _methods(metrics):
+        row = {"method": name, "what": _describe(name, m)}
+        for g in gaps:
+            r = m["rpe"][g]
+            t, a = r["trans_m"]["rmse"], r["rot_deg"]["rmse"]
+            row[f"{g.replace('_', ' ')}: mm / °"] = MISSING if t is None else f"{1000 * t:.1f} / {a:.2f}"
+            row[f"{g.replace('_', ' ')}: success"] = f"{m['success'][g]:.0%}"
+        rows.append(row)
+    for g in gaps:  # the variant with the most successes at each gap
+        col = f"{g.replace('_', ' ')}: success"
+        rates = [(m["success"][g], i) for i, (_, kind, m) in enumerate(_methods(metrics)) if kind == "variant"]
+        bold.add((max(rates)[1], col))
+    th = metrics["success_threshold"]
+    caption = (
+        f"Relative pose error (RMSE over the pairs at each frame gap, evo) and success rate: converged and within "
+        f"{1000 * th['trans_m']:g} mm and {th['rot_deg']:g}°, every pair started from the identity. Bold: the "
+        "variant that succeeds most often at that gap."
+    )
+    return Table(pd.DataFrame(rows), caption, frozenset(bold))
+
+
+def ate_table(metrics: dict[str, Any]) -> Table:
+    """Per method: ATE of the chained gap-1 estimates, SE(3)-aligned and Sim(3)-aligned (with its scale)."""
+    rows = []
+    for name, _, m in _methods(metrics):
+        ate = m.get("ate") or {}
+        se3, sim3 = ate.get("se3", {}), ate.get("sim3", {})
+        rows.append({
+            "method": name, "ATE SE(3) m": fmt(se3.get("rmse_m")), "ATE Sim(3) m": fmt(sim3.get("rmse_m")),
+            "Sim(3) scale": fmt(sim3.get("scale")), "pairs/s": fmt(m.get("pairs_per_s"), 1),
+        })  # fmt: skip
+    caption = (
+        "Absolute trajectory error of each method's frame-to-frame estimates chained into a trajectory, mean over "
+        "sequences (evo). SE(3): rigid alignment, the metric figure; Sim(3): scale also fitted, labelled as such."
+    )
+    return Table(pd.DataFrame(rows), caption)
+
+
+def published_table() -> Table:
+    """Published TUM RGB-D ATEs with their protocol (context only, not reproduced here)."""
+    frame = pd.DataFrame(published_rows()).rename(columns={"ate_m": "ATE m"})
+    frame["ATE m"] = frame["ATE m"].map(lambda v: fmt(v))
+    caption = (
+        "Published TUM RGB-D results (ATE RMSE, m), copied from the papers, for context: full SLAM or odometry "
+        "systems on real sequences at 640×480, under the protocol in each row. Not comparable to a synthetic run."
+    )
+    return Table(frame, caption)
+
+
+def plot_trajectories(positions: dict[str, dict[str, np.ndarray]]) -> Figure:
+    """Top-down (x, z) view per sequence: the ground truth and every method's chained trajectory."""
+    names = list(positions)[:MAX_SEQUENCES_DRAWN]
+    fig = Figure(figsize=(4.2 * len(names), 4.2), layout="constrained")
+    for ax, seq in zip(fig.subplots(1, len(names), squeeze=False)[0], names, strict=True):
+        for method, p in positions[seq].items():
+            truth = method == "groundtruth"
+            ax.plot(p[:, 0], p[:, 2], color="black" if truth else None, linewidth=2.2 if truth else 1.0,
+                    linestyle="-" if truth else "--", label=method)  # fmt: skip
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title(seq, fontsize=9)
+        ax.set_xlabel("x (m)")
+        ax.set_ylabel("z (m)")
+        ax.grid(alpha=0.3)
+    fig.axes[-1].legend(fontsize=7, loc="best")
+    return fig
+
+
+def plot_by_gap(metrics: dict[str, Any]) -> Figure:
+    """RPE translation RMSE and success rate against the frame gap, per method."""
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    err, ok = fig.subplots(1, 2)
+    for name, kind, m in _methods(metrics):
+        gaps = [int(g.split("_")[1]) for g in m["rpe"]]
+        t = [m["rpe"][f"gap_{g}"]["trans_m"]["rmse"] for g in gaps]
+        style = {"linestyle": ":" if kind == "baseline" else "-", "marker": "o", "markersize": 3}
+        err.plot(gaps, [np.nan if v is None else 1000 * v for v in t], label=name, **style)
+        ok.plot(gaps, [m["success"][f"gap_{g}"] for g in gaps], label=name, **style)
+    err.set(xlabel="frame gap", ylabel="RPE translation RMSE (mm)", title="Error against gap")
+    ok.set(xlabel="frame gap", ylabel="success rate", title="Success against gap", ylim=(-0.02, 1.02))
+    for ax in (err, ok):
+        ax.grid(alpha=0.3)
+    ok.legend(fontsize=7, loc="best")
+    return fig
+
+
+def figures(pose: PoseInputs) -> dict[str, Figure]:
+    """The section's figures by file name (none when the stage scored nothing)."""
+    if not pose.metrics.get("enabled"):
+        return {}
+    drawn = {BY_GAP: plot_by_gap(pose.metrics)}
+    if pose.positions:
+        drawn[TRAJECTORIES] = plot_trajectories(pose.positions)
+    return drawn
+
+
+def section(pose: PoseInputs, drawn: set[str]) -> list[Block]:
+    """The camera-motion section's blocks."""
+    blocks: list[Block] = [Heading("Camera motion from the depth features")]
+    m = pose.metrics
+    if not m.get("enabled"):
+        return blocks + [Paragraph(f"Not run: {m.get('note', 'the pose stage found no sequences')}.")]
+    h, w = m["resolution"]
+    blocks.append(Paragraph(
+        f"Each pair of frames (target i, source i + gap) of {len(m['sequences'])} sequence(s) ({m['frames']} frames, "
+        f"at {h}×{w}) is aligned by Levenberg–Marquardt on SE(3), coarse to fine, from the identity and without "
+        "pose labels: the target's pixels are back-projected with its depth, moved, projected into the source, "
+        "and the features compared there. Variants: which features (the depth network's **encoder** or image "
+        "intensities, **rgb**), which depth (**predicted** by the network or the **sensor**'s), and the encoder "
+        "at its untrained weights (the control). Baselines: standing still and Open3D's RGB-D odometry."
+    ))  # fmt: skip
+    blocks += [rpe_table(m), ate_table(m)]
+    if BY_GAP in drawn:
+        blocks.append(FigureRef(BY_GAP, "Translation error and success rate against the frame gap (the basin)."))
+    if TRAJECTORIES in drawn:
+        blocks.append(FigureRef(TRAJECTORIES, "Top-down view (x, z) of the chained gap-1 trajectories; black: "
+                                "ground truth. All start at the true first pose."))  # fmt: skip
+    return blocks + [Heading("Published TUM RGB-D results", level=3), published_table()]
