@@ -12,7 +12,8 @@ A generated table sits between two markers that name its source, each at the sta
 The source is a results file written by a benchmark's `--record` (benchmarks/record.py;
 the table's first line gives its commit, date, machine, load and command, so a figure
 measured on an older commit says so), or `pipeline.config` for the params reference
-(scripts/params_reference.py). A results file that does not exist yet gives a line
+(scripts/params_reference.py), or `pipeline.report.published` for the published
+results the report compares with. A results file that does not exist yet gives a line
 saying how to record it.
 """
 
@@ -35,6 +36,7 @@ MARKER = re.compile(
     re.DOTALL | re.MULTILINE,  # a marker starts its line: an indented one (an example in a code block) is text
 )
 PARAMS_SOURCE = "pipeline.config"
+PUBLISHED_SOURCE = "pipeline.report.published"
 
 # Column titles of the results' keys (a key not here is shown as it is).
 LABELS = {
@@ -113,8 +115,24 @@ def render_results(rel: str, root: Path) -> str:
     return f"{provenance_line(doc['provenance'])}\n\n{body}\n"
 
 
+def published_results() -> str:
+    """The report's table of published NYUDv2 results (`pipeline/report/published.py`), with the references."""
+    from pipeline.report.published import PUBLISHED, PUBLISHED_METRICS
+
+    rows = [
+        {"method": r.method, "paper": r.citation, **{k: r.metrics.get(k) for k in PUBLISHED_METRICS},
+         "training data": r.training_data, "protocol": r.protocol, "test-time augmentation": r.tta,
+         "metrics averaged": r.averaging}
+        for r in PUBLISHED
+    ]  # fmt: skip
+    refs = "\n".join(f"- {r.reference}" for r in PUBLISHED)
+    return f"{table(rows)}\n\n{refs}\n"
+
+
 def render(source: str, root: Path) -> str:
     """What belongs between the markers for `source`."""
+    if source == PUBLISHED_SOURCE:
+        return published_results()
     if source == PARAMS_SOURCE:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from params_reference import render as render_params
