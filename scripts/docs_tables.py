@@ -103,7 +103,8 @@ def render_results(rel: str, root: Path) -> str:
     """The block for one results file: its provenance line, then its table."""
     path = root / rel
     if not path.exists():
-        return f"*Not recorded yet: run the benchmark with `--record {rel}`.*\n"
+        how = f"DEMO_RECORD={rel} make demo" if Path(rel).stem == "demo" else f"... --record {rel}"
+        return f"*Not recorded yet: `{how}` writes it.*\n"
     doc = read_results(path)
     result = doc["result"]
     if doc["benchmark"] == "demo":

@@ -85,7 +85,7 @@ def test_a_results_file_not_recorded_yet_says_how_to_record_it(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "README.md").write_text(f"{OPEN.format('benchmarks/results/none.json')}{CLOSE}\n")
     text = docs_tables.stale(tmp_path)[tmp_path / "README.md"]
-    assert "Not recorded yet" in text and "--record benchmarks/results/none.json" in text
+    assert "Not recorded yet" in text and "--record benchmarks/results/none.json` writes it" in text
 
 
 def test_record_writes_the_printed_json_line_with_provenance(tmp_path, capsys):
