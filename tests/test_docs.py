@@ -171,3 +171,22 @@ def test_strict_build_fails_on_broken_links_and_pages_outside_the_nav(tmp_path, 
     (tmp_path / "mkdocs.yml").write_text(config)
     out = _build(tmp_path)
     assert (out.returncode == 0) == (fault == "none"), out.stdout + out.stderr
+
+
+def test_demo_figures_come_from_the_run_outputs_and_render_as_a_table(tmp_path):
+    from benchmarks.demo_record import demo_figures
+
+    paths = {"metrics": "reports/metrics.json", "train_log": "reports/train_log.tsv"}
+    (tmp_path / "reports").mkdir()
+    base = {"abs_rel": 0.3035, "rmse": 1.0534, "delta1": 0.5007}
+    metrics = {"abs_rel": 0.14772, "rmse": 0.5218, "delta1": 0.79679, "baseline": base, "n_images": 360,
+               "model_epoch": 10, "protocol": {"gt": "raw", "crop": "eigen"}}  # fmt: skip
+    (tmp_path / paths["metrics"]).write_text(json.dumps(metrics))
+    log = "epoch\ttrain_loss\tseconds\n" + "".join(f"{e}\t0.1\t15.5\n" for e in range(1, 11))
+    (tmp_path / paths["train_log"]).write_text(log)
+    fig = demo_figures(tmp_path, "demo-x", 239.4, paths)
+    assert fig["model"] == {"abs_rel": 0.1477, "rmse": 0.5218, "delta1": 0.7968} and fig["baseline"] == base
+    assert (fig["epochs"], fig["train_seconds"], fig["seconds"], fig["n_images"]) == (10, 155, 239, 360)
+    text = docs_tables.demo_table(fig)
+    assert "| U-Net | 0.1477 | 0.5218 | 0.7968 |" in text and "| constant-depth baseline | 0.3035 |" in text
+    assert "AbsRel 0.49 × the baseline's" in text and "**3 min 59 s**" in text and "best epoch 10 of 10" in text
