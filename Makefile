@@ -11,7 +11,7 @@ TORCH_VERSION := 2.13.0
 TORCH_INDEX ?=
 PIP_TORCH_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
-.PHONY: venv demo test test-fast lint format mlflow-ui mlflow-server
+.PHONY: venv demo test test-fast lint format docs docs-build mlflow-ui mlflow-server
 
 venv: $(VENV)/.installed
 
@@ -28,7 +28,7 @@ demo: venv
 
 # Everything (CI runs this, after `make lint`): two pytest workers (pytest-xdist; the
 # suite mostly waits on subprocesses), then the `serial` tests alone (DVC's queue
-# workers lose experiments when DVC's lock stalls on a busy machine: README, Parallel queues).
+# workers lose experiments when DVC's lock stalls on a busy machine: docs/faults.md, Parallel queues).
 PYTEST_WORKERS ?= 2
 test: venv
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not serial"
@@ -47,7 +47,16 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Prints the experiment's runs table in the model-training view (README: "The MLflow UI")
+# The documentation site (docs/, mkdocs.yml): served with live reload on 127.0.0.1 only;
+# docs-build is what CI runs: --strict fails on a broken link, a missing or unlisted page.
+DOCS_PORT ?= 8000
+docs: venv
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+docs-build: venv
+	$(BIN)/mkdocs build --strict
+
+# Prints the experiment's runs table in the model-training view (docs/experiments.md: "The MLflow UI")
 # before starting the UI; creates the store and experiment if they do not exist yet.
 MLFLOW_URI ?= sqlite:///$(CURDIR)/mlflow.db
 MLFLOW_UI_PORT ?= 5000

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from benchmarks.record import Recording, add_record_flag  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
 
@@ -41,6 +41,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    add_record_flag(ap, "encoders")
     return ap.parse_args()
 
 
@@ -74,6 +75,7 @@ def measure(name: str, a: argparse.Namespace, base: object) -> dict[str, object]
 def main() -> None:
     """Measures every encoder in `--encoders` and prints one line each, then the JSON list."""
     a = _args()
+    rec = Recording.begin("encoders", a.record)
     if a.threads:
         torch.set_num_threads(a.threads)
     base = load_params(a.params).model
@@ -83,7 +85,7 @@ def main() -> None:
     for name in a.encoders:
         rows.append(measure(name, a, base))
         print(" ".join(f"{k} {v}" for k, v in rows[-1].items()), flush=True)
-    print(json.dumps(rows))
+    rec.finish(rows)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/timing.py
 import timing  # noqa: E402
 
+from benchmarks.record import Recording, add_record_flag  # noqa: E402
 from pipeline.config import Params, params_from_dict, to_yaml_dict  # noqa: E402
 from pipeline.data import download, preprocess  # noqa: E402
 from pipeline.evaluation import evaluate  # noqa: E402
@@ -388,7 +389,9 @@ def main() -> int:
     ap.add_argument("--device", default="cuda", help="cuda (default) or cpu (to test this script)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a test of the script, not a measurement")
     ap.add_argument("--only", nargs="*", help="sections to run (default: all; deterministic and ddp add e2e)")
+    add_record_flag(ap, "gpu_check")
     a = ap.parse_args()
+    rec = Recording.begin("gpu_check", a.record)
     if a.device == "cuda" and not torch.cuda.is_available():
         log(f"CUDA is not available (torch {torch.__version__}): nothing to check on this machine")
         print(json.dumps({"cuda": False, "torch": torch.__version__}))
@@ -422,7 +425,7 @@ def main() -> int:
     results["seconds"] = round(time.perf_counter() - start, 1)
     results["ok"] = all(v.get("ok", False) for v in results.values() if isinstance(v, dict))
     log(f"--- {'all checks passed' if results['ok'] else 'some checks FAILED'} in {results['seconds']} s")
-    print(json.dumps(results, default=float))
+    rec.finish(results)
     return 0 if results["ok"] else 1
 
 

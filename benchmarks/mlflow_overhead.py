@@ -18,7 +18,6 @@ the least disturbed by other load), log_model_s.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import yaml  # noqa: E402
 
+from benchmarks.record import Recording, add_record_flag  # noqa: E402
 from pipeline.config import Params, params_from_dict  # noqa: E402
 from pipeline.data import download, preprocess  # noqa: E402
 from pipeline.tracking import panels  # noqa: E402
@@ -70,7 +70,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--val-images", type=int, help="default: mlflow.val_images")
+    add_record_flag(ap, "mlflow_overhead")
     args = ap.parse_args()
+    rec = Recording.begin("mlflow_overhead", args.record)
     panel_calls: list[float] = []
     model_calls: list[float] = []
     Tracker.log_val_panels = _timed(panel_calls, Tracker.log_val_panels)  # type: ignore[method-assign]
@@ -108,7 +110,7 @@ def main() -> None:
           f"of which the forward pass {out['predict_s'] * 1000:.1f} ms; fastest panel / fastest epoch "
           f"{out['min_share']:.1%}; "
           f"logging the MLflow model {model_calls[0]:.2f} s once")  # fmt: skip
-    print(json.dumps(out))
+    rec.finish(out)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ line is JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shutil
@@ -33,6 +32,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.record import Recording, add_record_flag  # noqa: E402
 from pipeline.data.folder import default_workers  # noqa: E402
 
 H, W = 480, 640
@@ -117,7 +117,9 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp", help="where the temporary files go (needs ~2.5 GB free for 3000)")
     ap.add_argument("--frames", type=int, default=3000)
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    add_record_flag(ap, "preprocess_folder")
     args = ap.parse_args()
+    rec = Recording.begin("preprocess_folder", args.record)
     work = Path(tempfile.mkdtemp(prefix="nyu_folder_bench_", dir=args.dir))
     try:
         t = time.perf_counter()
@@ -154,7 +156,7 @@ def main() -> None:
             "preprocess_s": round(seconds, 1),
             "peak_rss_mb": round(peak_kb / 1024, 1),
         }
-        print(json.dumps(result))
+        rec.finish(result)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

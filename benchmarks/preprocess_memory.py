@@ -11,7 +11,6 @@ a child process and reports the child's peak RSS. The last stdout line is JSON:
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.record import Recording, add_record_flag  # noqa: E402
 from pipeline.data.matlab import HEIGHT, WIDTH, Frame, write_labeled_mat, write_splits_mat  # noqa: E402
 
 N_TRAIN = 795  # NYUDv2's official split sizes
@@ -58,7 +58,9 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp", help="where the temporary files go (needs ~7 GB free)")
     ap.add_argument("--frames", type=int, default=N_TRAIN + N_TEST)
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    add_record_flag(ap, "preprocess_memory")
     args = ap.parse_args()
+    rec = Recording.begin("preprocess_memory", args.record)
     work = Path(tempfile.mkdtemp(prefix="nyu_bench_", dir=args.dir))
     try:
         labeled, splits, out = work / "nyu_depth_v2_labeled.mat", work / "splits.mat", work / "processed"
@@ -77,7 +79,7 @@ def main() -> None:
             "peak_rss_mb": round(peak_kb / 1024, 1),
             "seconds": round(seconds, 1),
         }
-        print(json.dumps(result))
+        rec.finish(result)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -24,7 +24,6 @@ bare_images_per_s, ratio, data_ms_per_step, ratio_bound.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/timing.py
 import timing  # noqa: E402
 
+from benchmarks.record import Recording, add_record_flag  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.data.datasets import SplitWriter  # noqa: E402
 from pipeline.training.distributed import resolve_device  # noqa: E402
@@ -58,6 +58,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--device", default=None, help="auto | cuda | mps | cpu (default: train.device)")
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    add_record_flag(ap, "train_throughput")
     return ap.parse_args()
 
 
@@ -74,6 +75,7 @@ def _write_split(path: Path, data: timing.TrainingSplit) -> None:
 def main() -> None:
     """Builds the model and a synthetic dataset, times both paths, prints the JSON line."""
     a = _args()
+    rec = Recording.begin("train_throughput", a.record)
     params = load_params(a.params)
     # Random init: the timing needs no pretrained weights (build_trainer is given none).
     model = {k: v for k, v in (("base_channels", a.base_channels), ("depth", a.depth), ("encoder", a.encoder))
@@ -126,7 +128,7 @@ def main() -> None:
         "data_ms_per_step": round(1000 * data_s, 2),
         "ratio_bound": round(bound, 4),
     }
-    print(json.dumps(result))
+    rec.finish(result)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,17 @@
 # so afterwards `dvc repro` still means the real NYUDv2 run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# DEMO_RECORD=benchmarks/results/demo.json: also write the closing figures with their provenance
+# (commit, machine, the load when the demo started) to that results file (docs: Contributing).
+started=$(date +%s)
+read -r load_1m _ < /proc/loadavg 2>/dev/null || load_1m=""
 
 # CPU-sized overrides (the params.yaml defaults are for the real run on a GPU).
 DEMO_SET=(
   data.source=synthetic
   # Rendered at the training size (~0.06 CPU-s a frame, not ~0.3-0.6 at 480x640): 800
   # frames in the minutes that bought 160, and distinct frames were the lever that
-  # measured most (README: Demo levers): ~390 training images instead of ~75.
+  # measured most (docs/benchmarks.md: Demo levers): ~390 training images instead of ~75.
   data.synthetic.n_images=800
   data.synthetic.height=128
   data.synthetic.width=160
@@ -57,6 +61,12 @@ args=()
 for kv in "${DEMO_SET[@]}" "${extra[@]}"; do args+=(-S "$kv"); done
 echo "make demo: running experiment '$name' (dvc exp run ${args[*]})"
 dvc exp run -n "$name" "${args[@]}"
+
+if [ -n "${DEMO_RECORD:-}" ]; then
+  python benchmarks/demo_record.py --experiment "$name" --seconds "$(( $(date +%s) - started ))" \
+    ${load_1m:+--load-avg "$load_1m"} --command "make demo${DEMO_EXTRA:+ DEMO_EXTRA='$DEMO_EXTRA'}" \
+    --record "$DEMO_RECORD" | tail -n 2
+fi
 
 cat <<MSG
 

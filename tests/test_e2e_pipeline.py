@@ -103,7 +103,7 @@ def test_eval_param_change_reruns_only_evaluate_and_report(repo: Path):
     assert json.loads((repo / "reports" / "metrics.json").read_text())["protocol"]["gt"] == "filled"
 
 
-@pytest.mark.serial  # alone: other load makes DVC's own set-up lock stall (README: Parallel queues)
+@pytest.mark.serial  # alone: other load makes DVC's own set-up lock stall (docs/faults.md: Parallel queues)
 def test_three_queued_experiments_with_two_workers_lose_nothing(repo: Path):
     env = project_env(repo)
     run(["python", "-m", "pipeline.tracking"], repo, env)  # create the store before parallel writers

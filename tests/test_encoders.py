@@ -35,7 +35,7 @@ from tests.conftest import REPO, model_params, shrunk_params, shrunk_raw, write_
 from tests.e2e_helpers import TINY_SET, clone_project, project_env, run, set_args
 from tests.train_helpers import make_root
 
-# The backbones checked (README: Encoders): timm's channels and reductions of each feature map.
+# The backbones checked (docs/training.md: Encoders): timm's channels and reductions of each feature map.
 ENCODERS = {
     "resnet18": ([64, 64, 128, 256, 512], [2, 4, 8, 16, 32]),
     "resnet34": ([64, 64, 128, 256, 512], [2, 4, 8, 16, 32]),

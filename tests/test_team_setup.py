@@ -23,7 +23,7 @@ def test_push_then_fresh_clone_pulls_and_has_nothing_to_do(tmp_path: Path):
         import boto3
 
         boto3.client("s3", endpoint_url=endpoint, **_boto_kwargs()).create_bucket(Bucket="lab-dvc")
-        # The three commands a lab runs (README "Team set-up"), endpoint added for the local server.
+        # The three commands a lab runs (docs/team.md), endpoint added for the local server.
         run(["dvc", "remote", "add", "-d", "storage", "s3://lab-dvc/nyu-depth"], repo, env)
         run(["dvc", "remote", "modify", "storage", "endpointurl", endpoint], repo, env)
         run(["dvc", "exp", "run", *set_args(TINY_SET)], repo, env)

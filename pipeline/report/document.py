@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from pipeline.config import Params
@@ -81,13 +83,27 @@ def _scaled_crop(eval_res: Any) -> str:
     return f"; rows {top}–{bottom}, columns {left}–{right} of the {_resolution(eval_res)} test images"
 
 
-def _baseline_words(metrics: dict[str, Any]) -> str:
+def repo_relative(text: str, processed_dir: Path) -> str:
+    """`text` with every absolute path into `processed_dir` (relative to the repository) shown from the repository.
+
+    evaluate records where the baseline's depth came from as the path it read
+    (`/tmp/…/data/processed/train.h5`); a reader on another machine needs the repository's
+    path (`data/processed/train.h5`). Text without such a path is returned unchanged.
+    """
+    if processed_dir.is_absolute():
+        return text
+    rel = re.escape(processed_dir.as_posix().strip("/"))
+    return re.sub(rf"(?<![\w.~-])/\S*?/(?={rel}/)", "", text)
+
+
+def _baseline_words(metrics: dict[str, Any], processed_dir: Path) -> str:
     """What the constant baseline predicts, with its depth and origin when evaluate recorded them."""
     depth = metrics.get("baseline_depth")
     if not isinstance(depth, (int, float)):
         return "predicts one depth for every pixel of every image"
     words = f"predicts {depth:.2f} m for every pixel of every image"
-    return f"{words} ({metrics['baseline_source']})" if metrics.get("baseline_source") else words
+    source = metrics.get("baseline_source")
+    return f"{words} ({repo_relative(str(source), processed_dir)})" if source else words
 
 
 def summary_section(metrics: dict[str, Any], params: Params) -> list[Block]:
@@ -97,7 +113,7 @@ def summary_section(metrics: dict[str, Any], params: Params) -> list[Block]:
         f"On {metrics['n_images']} test images the U-Net reaches **δ1 = {fmt(metrics['delta1'])}** and "
         f"**AbsRel = {fmt(metrics['abs_rel'])}** (RMSE {fmt(metrics['rmse'])} m), against δ1 = {fmt(base['delta1'])} "
         f"and AbsRel = {fmt(base['abs_rel'])} (RMSE {fmt(base['rmse'])} m) for a constant-depth baseline, which "
-        f"{_baseline_words(metrics)}: a model that has learnt nothing from the image."
+        f"{_baseline_words(metrics, params.paths.processed_dir)}: a model that has learnt nothing from the image."
     )
     wins = sum(t[0] == 0 for t in headline_table(metrics).bold)
     verdict = f"The model beats the constant on {wins} of {len(METRIC_NAMES)} metrics."
