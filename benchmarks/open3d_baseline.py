@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from benchmarks.record import Recording, add_record_flag  # noqa: E402
 from pipeline.camera import NYU_KINECT  # noqa: E402
 from pipeline.synthetic.raycast import camera_to_world, render_frame  # noqa: E402
 from pipeline.synthetic.scenes import sample_camera, sample_scene  # noqa: E402
@@ -40,7 +40,9 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=160)
     ap.add_argument("--gaps", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--depth-max", type=float, nargs="+", default=[4.0, 6.0])
+    add_record_flag(ap, "open3d_baseline")
     args = ap.parse_args()
+    rec = Recording.begin("open3d_baseline", args.record)
     size = (args.height, args.width)
     K = NYU_KINECT.scaled(args.width, args.height)
     rows: dict[tuple[int, float], list[tuple[float, float, float]]] = {}
@@ -82,7 +84,7 @@ def main() -> None:
             f"(RMSE {entry['trans_rmse_m'] * 1000:.1f} mm), rot median {entry['rot_median_deg']:.2f} deg, "
             f"{entry['within_1cm_1deg']}/{len(v)} within 1 cm and 1 deg, {entry['ms_per_pair']:.0f} ms/pair"
         )
-    print(json.dumps(out))
+    rec.finish(out)
 
 
 if __name__ == "__main__":

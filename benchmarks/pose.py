@@ -36,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from benchmarks.record import Recording, add_record_flag  # noqa: E402
 from pipeline.camera import NYU_KINECT  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.model.build import DepthNet, build_model  # noqa: E402
@@ -60,6 +61,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--basin-size", default="128x160", help="HxW of the basin's pairs (the demo's)")
     ap.add_argument("--model", type=Path, help="a trained models/model.pt: adds its encoder to the basin")
     ap.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    add_record_flag(ap, "pose")
     return ap.parse_args()
 
 
@@ -141,6 +143,7 @@ def basin(variants: dict[str, tuple], n: int, size: tuple[int, int], opts: Align
 
 def main() -> None:
     a = _args()
+    rec = Recording.begin("pose", a.record)
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
@@ -179,17 +182,15 @@ def main() -> None:
         variants["encoder+predicted"] = (trained, "encoder", trained)
     result = basin(variants, a.basin_pairs, _hw(a.basin_size), opts, device) if a.basin_pairs else {}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(
-        json.dumps(
-            {
-                "device": name,
-                "threads": torch.get_num_threads(),
-                "options": dataclasses.asdict(opts),
-                "success": {"max_translation_m": SUCCESS_M, "max_rotation_deg": SUCCESS_DEG},
-                "speed": rows,
-                "basin": result,
-            }
-        )
+    rec.finish(
+        {
+            "device": name,
+            "threads": torch.get_num_threads(),
+            "options": dataclasses.asdict(opts),
+            "success": {"max_translation_m": SUCCESS_M, "max_rotation_deg": SUCCESS_DEG},
+            "speed": rows,
+            "basin": result,
+        }
     )
 
 

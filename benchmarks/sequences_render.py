@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.record import Recording, add_record_flag  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.sequences.layout import read_sequence, write_sequence  # noqa: E402
 from pipeline.sequences.synthetic import plan_sequence, render_sequence  # noqa: E402
@@ -31,7 +31,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--sizes", default="48x64,128x160,480x640")
+    add_record_flag(parser, "sequences_render")
     args = parser.parse_args()
+    rec = Recording.begin("sequences_render", args.record)
     base = load_params(REPO / "params.yaml").sequences.synthetic
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,7 +51,7 @@ def main() -> None:
                          "read_s": round(t3 - t2, 3), "s_per_frame": round((t2 - t0) / args.frames, 4)}  # fmt: skip
             print(f"{size}: plan {t1 - t0:.2f} s, render+write {t2 - t1:.2f} s, read {t3 - t2:.2f} s "
                   f"({(t2 - t0) / args.frames:.3f} s a frame)")  # fmt: skip
-    print(json.dumps({"frames": args.frames, "sizes": out}))
+    rec.finish({"frames": args.frames, "sizes": out})
 
 
 if __name__ == "__main__":
