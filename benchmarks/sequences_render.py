@@ -28,11 +28,11 @@ from pipeline.sequences.synthetic import plan_sequence, render_sequence  # noqa:
 
 def main() -> None:
     """Prints a line per size and the JSON summary."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=30)
-    parser.add_argument("--sizes", default="48x64,128x160,480x640")
-    add_record_flag(parser, "sequences_render")
-    args = parser.parse_args()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--sizes", default="48x64,128x160,480x640")
+    add_record_flag(ap, "sequences_render")
+    args = ap.parse_args()
     rec = Recording.begin("sequences_render", args.record)
     base = load_params(REPO / "params.yaml").sequences.synthetic
     out: dict[str, dict[str, float]] = {}
