@@ -6,7 +6,8 @@ Reads what the demo's run just wrote (`reports/metrics.json`, `reports/train_log
 paths from params.yaml), adds the wall-clock time demo.sh measured, and prints (and with
 `--record` writes, with its provenance) one JSON object: the test metrics of the U-Net
 and of the constant-depth baseline, the best epoch's place, the number of test images,
-the epochs' total seconds and the demo's end-to-end seconds.
+the epochs' total seconds and the demo's end-to-end seconds, and the pose stage's scores
+(`reports/pose_metrics.json`: RPE RMSE and success rate per gap and ATE, per method).
 """
 
 from __future__ import annotations
@@ -39,7 +40,35 @@ def demo_figures(root: Path, experiment: str, seconds: float, paths: dict[str, s
         "model": {k: round(float(metrics[k]), 4) for k in SHOWN},
         "baseline": {k: round(float(metrics["baseline"][k]), 4) for k in SHOWN},
         "protocol": metrics["protocol"],
+        "pose": pose_figures(root / paths["pose_metrics"]),
     }
+
+
+def pose_figures(path: Path) -> dict[str, object] | None:
+    """The pose stage's scores, per method: RPE RMSE and success per gap, ATE; None when it scored nothing."""
+    if not path.is_file():
+        return None
+    m = json.loads(path.read_text())
+    if not m.get("enabled"):
+        return None
+    methods = {}
+    for group in ("variants", "baselines"):
+        for name, v in m[group].items():
+            methods[name] = {  # rpe: gap -> [translation RMSE m, rotation RMSE deg]
+                "rpe": {
+                    g: [_round(r["trans_m"]["rmse"], 5), _round(r["rot_deg"]["rmse"], 3)] for g, r in v["rpe"].items()
+                },
+                "success": {g: round(s, 3) for g, s in v["success"].items()},
+                "ate_se3_m": _round(v["ate"]["se3"]["rmse_m"] if v["ate"] else None),
+                "ate_sim3_m": _round(v["ate"]["sim3"]["rmse_m"] if v["ate"] else None),
+                "pairs_per_s": _round(v["pairs_per_s"], 2),
+            }
+    keep = ("sequences", "frames", "resolution", "device", "success_threshold")
+    return {**{k: m[k] for k in keep}, "methods": methods}
+
+
+def _round(v: float | None, digits: int = 4) -> float | None:
+    return None if v is None else round(float(v), digits)
 
 
 def main() -> None:

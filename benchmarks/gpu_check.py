@@ -45,6 +45,7 @@ from benchmarks.record import Recording, add_record_flag  # noqa: E402
 from pipeline.config import Params, params_from_dict, to_yaml_dict  # noqa: E402
 from pipeline.data import download, preprocess  # noqa: E402
 from pipeline.evaluation import evaluate  # noqa: E402
+from pipeline.model.build import build_model  # noqa: E402
 from pipeline.training import train as training  # noqa: E402
 from pipeline.training.loop import Trainer, optimise  # noqa: E402
 
@@ -383,6 +384,30 @@ def check_ddp(device: str, quick: bool, work: Path) -> dict:
     return {"ok": close, "identical": same, "max_abs_diff": diff, "backend": backend}
 
 
+def check_pose(device: str, quick: bool) -> dict:
+    """Alignment pairs/s at 240x320 (camera rate is the goal: >= 30 pairs/s) for intensities and the default U-Net.
+
+    Needs kornia (pipeline/pose/se3.py): on a machine without it, carry its wheel or site-packages folder.
+    """
+    import pose as pose_bench  # benchmarks/pose.py
+
+    from pipeline.pose import AlignOptions
+    from pipeline.pose.pairs import synthetic_pairs
+
+    size, batch = ((64, 80), 2) if quick else ((240, 320), 32)
+    dev = torch.device(device)
+    pairs = pose_bench._on(synthetic_pairs(list(range(batch)), size), dev)
+    params = _default_params(device, quick)
+    torch.manual_seed(0)
+    net = build_model(params.model).to(dev).eval()
+    rows = {}
+    for kind, model in (("rgb", None), ("encoder", net)):
+        rows[kind] = pose_bench.speed(model, pairs, kind, AlignOptions(), dev, repeats=1 if quick else 3)
+        log(f"pose {kind} at {size[0]}x{size[1]}, batch {batch}: {rows[kind]['pairs_per_s']} pairs/s "
+            f"(align alone {rows[kind]['align_pairs_per_s']}/s)")  # fmt: skip
+    return {"ok": all(r["pairs_per_s"] > 0 for r in rows.values()), "size": list(size), "batch": batch, **rows}
+
+
 def main() -> int:
     """Runs every section, prints the JSON line, and returns the exit status."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -404,6 +429,7 @@ def main() -> int:
         "compile": lambda work: check_compile(a.device, a.quick),
         "deterministic": lambda work: check_deterministic(a.device, a.quick, work),
         "ddp": lambda work: check_ddp(a.device, a.quick, work),
+        "pose": lambda work: check_pose(a.device, a.quick),
     }
     results: dict[str, Any] = {"cuda": a.device == "cuda", "torch": torch.__version__, "quick": a.quick}
     start = time.perf_counter()

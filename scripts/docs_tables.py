@@ -99,8 +99,52 @@ def demo_table(r: dict[str, Any]) -> str:
     )
 
 
-def render_results(rel: str, root: Path) -> str:
-    """The block for one results file: its provenance line, then its table."""
+def pose_table(pose: dict[str, Any] | None) -> str:
+    """The demo's pose ablation: per method, RPE RMSE (mm / degrees) and success rate per gap, then ATE."""
+    if pose is None:
+        return "*The pose stage scored nothing in this run (no sequences).*"
+    rows = []
+    for name, m in pose["methods"].items():
+        row: dict[str, Any] = {"method": name}
+        for gap, (t, r) in m["rpe"].items():
+            row[f"{gap.replace('_', ' ')}: mm / °"] = f"{1000 * t:.1f} / {r:.2f}"
+            row[f"{gap.replace('_', ' ')}: success"] = f"{m['success'][gap]:.0%}"
+        row |= {"ATE SE(3) m": m["ate_se3_m"], "ATE Sim(3) m": m["ate_sim3_m"], "pairs/s": m["pairs_per_s"]}
+        rows.append(row)
+    th = pose["success_threshold"]
+    h, w = pose["resolution"]
+    return (
+        table(rows) + f"\n\n{len(pose['sequences'])} synthetic sequences, {pose['frames']} frames at {h}×{w}, "
+        f"on {pose['device']}; success: converged and within {1000 * th['trans_m']:g} mm and {th['rot_deg']:g}°, "
+        "every pair started from the identity."
+    )
+
+
+def pose_benchmark_table(r: dict[str, Any]) -> str:
+    """`benchmarks/pose.py`: pairs/s against feature extraction alone, then the basin per variant and gap."""
+    speed = [
+        {"size": x["size"], "features": x["features"], "U-Net": x["model"], "pairs/s": x["pairs_per_s"],
+         "align alone /s": x["align_pairs_per_s"], "extraction share": f"{x['extract_ratio']:.0%}",
+         "iterations": x["mean_iterations"]}
+        for x in r["speed"]
+    ]  # fmt: skip
+    basin = [
+        {"variant": name, "gap": f"{row['gap_cm']:g} cm, {row['gap_deg']:g}°", "success": row["success"],
+         "converged": row["converged"], "median error": f"{row['median_t_mm']} mm, {row['median_r_deg']}°"}
+        for name, rows in r["basin"].items() for row in rows
+    ]  # fmt: skip
+    ok = r["success"]
+    return (
+        f"Speed on {r['device']} ({r['threads']} threads), batch of pairs; extraction share: the network's part "
+        f"of a pair's time, the solver is the rest.\n\n{table(speed)}\n\nBasin: success (error below "
+        f"{100 * ok['max_translation_m']:g} cm and {ok['max_rotation_deg']:g}°) from the identity, sensor depth "
+        f"unless the variant says predicted.\n\n{table(basin)}"
+    )
+
+
+def render_results(source: str, root: Path) -> str:
+    """The block for one results file (`path`, or `path#pose` for the demo's pose scores): provenance, then table."""
+    rel, _, section = source.partition("#")
     path = root / rel
     if not path.exists():
         how = f"DEMO_RECORD={rel} make demo" if Path(rel).stem == "demo" else f"... --record {rel}"
@@ -108,7 +152,9 @@ def render_results(rel: str, root: Path) -> str:
     doc = read_results(path)
     result = doc["result"]
     if doc["benchmark"] == "demo":
-        body = demo_table(result)
+        body = pose_table(result.get("pose")) if section == "pose" else demo_table(result)
+    elif doc["benchmark"] == "pose":
+        body = pose_benchmark_table(result)
     elif isinstance(result, list):
         body = table(result)
     else:
