@@ -176,7 +176,8 @@ def test_strict_build_fails_on_broken_links_and_pages_outside_the_nav(tmp_path, 
 def test_demo_figures_come_from_the_run_outputs_and_render_as_a_table(tmp_path):
     from benchmarks.demo_record import demo_figures
 
-    paths = {"metrics": "reports/metrics.json", "train_log": "reports/train_log.tsv"}
+    paths = {"metrics": "reports/metrics.json", "train_log": "reports/train_log.tsv",
+             "pose_metrics": "reports/pose_metrics.json"}  # fmt: skip
     (tmp_path / "reports").mkdir()
     base = {"abs_rel": 0.3035, "rmse": 1.0534, "delta1": 0.5007}
     metrics = {"abs_rel": 0.14772, "rmse": 0.5218, "delta1": 0.79679, "baseline": base, "n_images": 360,
@@ -190,3 +191,23 @@ def test_demo_figures_come_from_the_run_outputs_and_render_as_a_table(tmp_path):
     text = docs_tables.demo_table(fig)
     assert "| U-Net | 0.1477 | 0.5218 | 0.7968 |" in text and "| constant-depth baseline | 0.3035 |" in text
     assert "AbsRel 0.49 × the baseline's" in text and "**3 min 59 s**" in text and "best epoch 10 of 10" in text
+    assert fig["pose"] is None and "scored nothing" in docs_tables.pose_table(fig["pose"])  # no pose stage output
+
+
+def test_the_demos_pose_scores_render_as_the_ablation_table(tmp_path):
+    import numpy as np
+
+    from benchmarks.demo_record import pose_figures
+    from tests.conftest import shrunk_params
+    from tests.report_fixtures import write_pose
+
+    params = shrunk_params()
+    (tmp_path / "reports").mkdir()
+    written = write_pose(tmp_path, params, np.random.default_rng(0))
+    fig = pose_figures(tmp_path / params.paths.pose_metrics)
+    assert set(fig["methods"]) == set(written["variants"]) | set(written["baselines"])
+    text = docs_tables.pose_table(fig)
+    rpe = written["variants"]["rgb_sensor"]["rpe"]["gap_2"]
+    cell = f"{1000 * rpe['trans_m']['rmse']:.1f} / {rpe['rot_deg']['rmse']:.2f}"
+    row = next(line for line in text.splitlines() if line.startswith("| rgb_sensor |"))
+    assert cell in row and "| gap 2: success |" in text and "within 10 mm and 0.5°" in text
