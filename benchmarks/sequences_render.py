@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     rec = Recording.begin("sequences_render", args.record)
     base = load_params(REPO / "params.yaml").sequences.synthetic
-    out: dict[str, dict[str, float]] = {}
+    out: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes.split(","):
             h, w = (int(v) for v in size.split("x"))
@@ -47,11 +47,12 @@ def main() -> None:
             t2 = time.perf_counter()
             read_sequence(folder)
             t3 = time.perf_counter()
-            out[size] = {"plan_s": round(t1 - t0, 3), "render_write_s": round(t2 - t1, 3),
-                         "read_s": round(t3 - t2, 3), "s_per_frame": round((t2 - t0) / args.frames, 4)}  # fmt: skip
+            out.append({"size": size, "frames": args.frames, "plan_s": round(t1 - t0, 3),
+                        "render_write_s": round(t2 - t1, 3), "read_s": round(t3 - t2, 3),
+                        "s_per_frame": round((t2 - t0) / args.frames, 4)})  # fmt: skip
             print(f"{size}: plan {t1 - t0:.2f} s, render+write {t2 - t1:.2f} s, read {t3 - t2:.2f} s "
                   f"({(t2 - t0) / args.frames:.3f} s a frame)")  # fmt: skip
-    rec.finish({"frames": args.frames, "sizes": out})
+    rec.finish(out)
 
 
 if __name__ == "__main__":

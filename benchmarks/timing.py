@@ -155,8 +155,9 @@ def compare(
 ) -> Comparison:
     """Times loop and bare step alternately `repeats` times, after a warm-up.
 
-    Interleaving puts any slow phase of the machine on both sides; the per-repeat ratio
-    compares two measurements seconds apart, and the median over repeats drops outliers.
+    Interleaving puts any slow phase of the machine on both sides, and alternating which
+    path runs first cancels an order effect; the per-repeat ratio compares two measurements
+    seconds apart, and the median over repeats drops outliers (use an even `repeats`).
     `warm` is the warm-up (e.g. `warm_up`, one loop step); None runs each path once.
     """
     if warm is None:  # allocator, cuDNN autotuning, compilation, first touch
@@ -165,8 +166,15 @@ def compare(
         warm()
     loops, bares = [], []
     for r in range(repeats):
-        loops.append(run_loop())
-        bares.append(run_bare())
+        # Alternate the order (loop first, then bare first): a path that always ran second
+        # would inherit whatever the first left behind (allocator state, caches, clock
+        # boost), and the ratio would carry that order effect as if it were the loop's cost.
+        if r % 2 == 0:
+            loops.append(run_loop())
+            bares.append(run_bare())
+        else:
+            bares.append(run_bare())
+            loops.append(run_loop())
         report(
             f"repeat {r + 1}/{repeats}: loop {images / loops[-1].wall:.2f} img/s, "
             f"bare {images / bares[-1].wall:.2f} img/s, ratio {bares[-1].wall / loops[-1].wall:.4f}"

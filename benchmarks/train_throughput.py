@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py                       # params.yaml model and batch, 240x320
     python benchmarks/train_throughput.py --data stream         # the loop streaming from an HDF5 file
-    python benchmarks/train_throughput.py --base-channels 8 --batch-size 8 --repeats 3
+    python benchmarks/train_throughput.py --base-channels 8 --batch-size 8 --repeats 4
     python benchmarks/train_throughput.py --encoder resnet18    # a timm backbone (random init)
 
 Times the real epoch loop (`pipeline.training.loop.train_epoch`: batches from the
@@ -53,7 +53,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--steps", type=int, default=2, help="steps per timed epoch (and per bare repeat)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=4, help="pairs of loop and bare timings (even: each order twice)")
     ap.add_argument("--data", choices=("device", "stream"), default="device", help="the loop's data path")
     ap.add_argument("--device", default=None, help="auto | cuda | mps | cpu (default: train.device)")
     ap.add_argument("--no-augment", action="store_true")
