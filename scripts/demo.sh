@@ -75,6 +75,7 @@ echo "make demo: running experiment '$name' (dvc exp run ${args[*]})"
 dvc exp run -n "$name" "${args[@]}"
 
 if [ -n "${DEMO_RECORD:-}" ]; then
+  cp "$backup" params.yaml  # the run's own -S edits are not uncommitted changes of the code measured
   python benchmarks/demo_record.py --experiment "$name" --seconds "$(( $(date +%s) - started ))" \
     ${load_1m:+--load-avg "$load_1m"} --command "make demo${DEMO_EXTRA:+ DEMO_EXTRA='$DEMO_EXTRA'}" \
     --record "$DEMO_RECORD" | tail -n 2
