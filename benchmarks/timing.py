@@ -19,6 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when run as a script
 
 from pipeline.config import Params  # noqa: E402
+from pipeline.training.allocator import keep_freed_memory
 from pipeline.training.device_data import (  # noqa: E402
     TrainingSplit,
     augment,
@@ -67,7 +68,9 @@ def synthetic_split(n: int, h: int, w: int, device: torch.device, seed: int = 0)
 
 
 def trainer_for(params: Params, device: torch.device, steps: int) -> Trainer:
-    """The training step's model, optimiser, schedule and loss, seeded, as `train` builds them."""
+    """The training step's model, optimiser, schedule and loss, seeded, as `train` builds them (allocator too)."""
+    if device.type == "cpu":
+        keep_freed_memory()
     seed_everything(params.train.seed)
     return build_trainer(params, FLAT_SUMMARY, device, DistContext(), steps)
 

@@ -29,6 +29,7 @@ from pipeline.model import build_model, check_model, encoder_parameters, save_mo
 from pipeline.model.pretrained import encoder_state
 from pipeline.tracking import Tracker
 from pipeline.training import resume
+from pipeline.training.allocator import keep_freed_memory
 from pipeline.training.device_data import TrainingSplit, epoch_batches
 from pipeline.training.distributed import (
     DistContext,
@@ -109,6 +110,8 @@ def train(params: Params, paths: PathsParams, tracker: Tracker, root: Path) -> d
     dist = env_context()
     device = resolve_device(params.train.device, dist.local_rank)
     configure_determinism(params.train.deterministic, device)
+    if device.type == "cpu":
+        keep_freed_memory()  # ~1.8x faster CPU steps at 240x320: the activations stop being re-faulted
     init_distributed(dist, device)
     try:
         r = _setup(params, paths, dist, device, tracker, root)
