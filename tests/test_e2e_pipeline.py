@@ -70,6 +70,11 @@ def test_two_experiments_show_in_dvc_and_mlflow(repo: Path):
         for key in ("delta1", "abs_rel", "rmse", "silog"):
             assert 0 <= metrics[key] < float("inf")
         assert set(metrics["baseline"]) >= {"delta1", "abs_rel"}
+        # The pose stage's metrics file is a DVC metrics file: dvc exp show lists it too.
+        pose = records[name]["metrics"]["reports/pose_metrics.json"]["data"]
+        assert {"encoder_predicted", "rgb_sensor"} <= set(pose["variants"]) and set(pose["baselines"]) == {
+            "identity", "open3d"}  # fmt: skip
+        assert pose["variants"]["rgb_sensor"]["rpe"]["gap_1"]["trans_m"]["rmse"] >= 0
 
     runs, client = _mlflow_runs(repo)
     for name, lam in (("lam-zero", "0"), ("lam-one", "1")):
@@ -77,10 +82,12 @@ def test_two_experiments_show_in_dvc_and_mlflow(repo: Path):
         r = runs[name]
         assert float(r.data.params["loss.lambda"]) == float(lam)
         assert "test/abs_rel" in r.data.metrics and "baseline/abs_rel" in r.data.metrics
+        assert "pose/encoder_predicted/rpe_gap_1_trans_rmse_m" in r.data.metrics  # the pose stage, same run
+        assert "pose/open3d/ate_se3_rmse_m" in r.data.metrics
         history = client.get_metric_history(r.info.run_id, "val/abs_rel")
         assert sorted(m.step for m in history) == [1, 2]
         artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
-        assert {"report.html", "metrics.json", "model", "images"} <= artifacts, artifacts
+        assert {"report.html", "metrics.json", "pose_metrics.json", "model", "images"} <= artifacts, artifacts
         assert {i.tags[0].value for i in r.inputs.dataset_inputs} == {"train", "val", "test"}
     # Each experiment registered its best model as a new version, from its own run.
     versions = client.search_model_versions("name='nyu-depth-unet'")
