@@ -35,7 +35,8 @@ def test_report_opens_offline_with_every_image_decoded_and_no_error(browser, tmp
     write_inputs(tmp_path, params)
     written = build_report(params, tmp_path)
     page = browser.load(written["report_html"])
-    assert len(page.images) == 4, page.images  # curves, prediction grid, scene types, error by depth
+    # curves, prediction grid, scene types, error by depth, pose error by gap, pose trajectories
+    assert len(page.images) == 6, page.images
     assert all(img["src"].startswith("data:image/png;base64,") and img["width"] > 0 for img in page.images), page.images
     assert page.offsite_requests() == [], f"the report made network requests ({browser.version})"
     assert page.errors == [], f"console errors ({browser.version}):\n{browser.log_tail()}"

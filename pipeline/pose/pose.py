@@ -101,7 +101,8 @@ def run(params: Params, root: Path) -> dict[str, Any]:
         seq = read_sequence(folder, params.sequences.tolerance_s)
         frames = load_frames(seq, hw, cfg.max_frames)
         pairs = pairs_for(len(frames), cfg.gaps)
-        predicted = _predicted(model, frames, cfg.batch_size)
+        # The sensor's depth stands in where no variant uses the network's (it is then never read).
+        predicted = _predicted(model, frames, cfg.batch_size) if "predicted" in cfg.depth else frames.depth
         log.info("pose: %s, %d frames at %dx%d, %d pairs x %d methods", seq.name, len(frames), *hw, len(pairs),
                  len(methods))  # fmt: skip
         all_frames[seq.name], trajectories[seq.name] = frames, {}
