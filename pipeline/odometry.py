@@ -33,7 +33,7 @@ from pipeline.evaluation.inference import predict_depth, train_resolution
 from pipeline.io import write_text_atomic
 from pipeline.logs import setup_logging
 from pipeline.model import DepthNet, load_model
-from pipeline.pose.features import FEATURE_KINDS, Pyramid, extract
+from pipeline.pose.features import FEATURE_KINDS, Pyramid, extract, extract_with_depth
 from pipeline.pose.frames import SequenceFrames, frames_from_images, load_frames, read_rgb
 from pipeline.pose.solver import AlignOptions, align
 from pipeline.sequences.layout import pose_line, read_sequence
@@ -138,6 +138,9 @@ def _frame(frames: SequenceFrames, k: int, model: DepthNet | None, features: str
     """Frame k's feature pyramid and its depth (1, 1, h, w): predicted by the network or the sensor's."""
     idx = np.array([k])
     rgb = frames.rgb_tensor(idx, device)  # (1, 3, h, w)
+    if depth == "predicted" and features == "encoder":
+        assert model is not None  # _check: both need the model
+        return extract_with_depth(model, rgb, options.strides)  # one encoder pass for both
     pyramid = extract(model, rgb, features, options.strides)
     if depth == "sensor":
         return pyramid, frames.depth_tensor(idx, device)

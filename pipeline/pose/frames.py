@@ -83,7 +83,7 @@ def load_frames(seq: Sequence, hw: tuple[int, int], max_frames: int) -> Sequence
         log.warning("%s: frames are %dx%d, the estimator works at %dx%d: the network sees them squashed",
                     seq.name, k.width, k.height, w, h)  # fmt: skip
     rgb = np.stack([resize_rgb(read_rgb(f.rgb_path), h, w) for f in frames])  # (N, h, w, 3)
-    depth = np.stack([_depth(f.depth_path, (k.height, k.width), hw) for f in frames])  # (N, h, w)
+    depth = np.stack([_depth(f.depth_path, hw) for f in frames])  # (N, h, w)
     return SequenceFrames(
         name=seq.name,
         times=np.array([f.rgb_time for f in frames]),
@@ -133,8 +133,8 @@ def read_rgb(path: Path) -> np.ndarray:
         raise PipelineError(f"{path}: not a readable image ({type(e).__name__}); replace or remove it") from None
 
 
-def _depth(path: object, full_hw: tuple[int, int], hw: tuple[int, int]) -> np.ndarray:
+def _depth(path: Path | None, hw: tuple[int, int]) -> np.ndarray:
     """A frame's sensor depth at hw; all zeros (no reading) where the sequence has none for it."""
     if path is None:
         return np.zeros(hw, np.float32)
-    return resize_depth(load_depth(path), *hw)  # type: ignore[arg-type]
+    return resize_depth(load_depth(path), *hw)

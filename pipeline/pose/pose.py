@@ -27,7 +27,15 @@ from pipeline.model import DepthNet, load_model
 from pipeline.pose.estimate import BASELINES, Variant, baseline, estimate, pairs_for, variants
 from pipeline.pose.features import untrained_copy
 from pipeline.pose.frames import SequenceFrames, load_frames
-from pipeline.pose.scores import PAIR_COLUMNS, MethodScores, collect, mlflow_metrics, pair_rows, summary
+from pipeline.pose.scores import (
+    PAIR_COLUMNS,
+    MethodScores,
+    collect,
+    mlflow_metrics,
+    pair_rows,
+    summary,
+    true_motion,
+)
 from pipeline.pose.solver import AlignOptions
 from pipeline.sequences.layout import list_sequences, pose_line, read_sequence
 from pipeline.tracking import resume_run
@@ -101,6 +109,7 @@ def run(params: Params, root: Path) -> dict[str, Any]:
         seq = read_sequence(folder, params.sequences.tolerance_s)
         frames = load_frames(seq, hw, cfg.max_frames)
         pairs = pairs_for(len(frames), cfg.gaps)
+        gt = true_motion(frames, pairs)
         # The sensor's depth stands in where no variant uses the network's (it is then never read).
         predicted = _predicted(model, frames, cfg.batch_size) if "predicted" in cfg.depth else frames.depth
         log.info("pose: %s, %d frames at %dx%d, %d pairs x %d methods", seq.name, len(frames), *hw, len(pairs),
@@ -112,9 +121,9 @@ def run(params: Params, root: Path) -> dict[str, Any]:
                 est = baseline(m, frames, pairs)
             else:
                 est = estimate(frames, pairs, m, nets[m.weights], predicted, options, cfg.batch_size, dev)
-            table, success = pair_rows(frames, pairs, name, est, (cfg.success_trans_m, cfg.success_rot_deg))
+            table, success = pair_rows(frames, pairs, gt, name, est, (cfg.success_trans_m, cfg.success_rot_deg))
             rows.append(table)
-            traj = collect(acc[name], frames, pairs, est, success, cfg.gaps)
+            traj = collect(acc[name], frames, pairs, gt, est, success)
             if traj is not None:
                 trajectories[seq.name][name] = traj
     metrics = {

@@ -38,10 +38,14 @@ class MethodScores:
     seconds: float = 0.0
 
 
-def pair_rows(frames: SequenceFrames, pairs: Pairs, method: str, est: Estimates, thresholds: tuple[float, float]
-              ) -> tuple[pd.DataFrame, np.ndarray]:  # fmt: skip
-    """One row per pair (PAIR_COLUMNS) and the (P,) success flags."""
-    gt = relative_motion(frames.groundtruth[pairs.target], frames.groundtruth[pairs.source])
+def true_motion(frames: SequenceFrames, pairs: Pairs) -> np.ndarray:
+    """(P, 4, 4) ground-truth T_j_from_i of every pair: the same for every method, computed once a sequence."""
+    return relative_motion(frames.groundtruth[pairs.target], frames.groundtruth[pairs.source])
+
+
+def pair_rows(frames: SequenceFrames, pairs: Pairs, gt: np.ndarray, method: str, est: Estimates,
+              thresholds: tuple[float, float]) -> tuple[pd.DataFrame, np.ndarray]:  # fmt: skip
+    """One row per pair (PAIR_COLUMNS) and the (P,) success flags; `gt` is `true_motion`'s."""
     trans, rot = pair_errors(gt, est.motion)
     gt_trans, gt_rot = pair_errors(gt, np.tile(np.eye(4), (len(gt), 1, 1)))  # the motion's own size
     success = est.converged & (trans <= thresholds[0]) & (rot <= thresholds[1])
@@ -64,10 +68,10 @@ def trajectory(frames: SequenceFrames, pairs: Pairs, est: Estimates) -> np.ndarr
     return chain(est.motion[one][order], first=frames.groundtruth[0])
 
 
-def collect(acc: MethodScores, frames: SequenceFrames, pairs: Pairs, est: Estimates, success: np.ndarray,
-            gaps: list[int]) -> np.ndarray | None:  # fmt: skip
+def collect(acc: MethodScores, frames: SequenceFrames, pairs: Pairs, gt: np.ndarray, est: Estimates,
+            success: np.ndarray) -> np.ndarray | None:  # fmt: skip
     """Adds one sequence's result to `acc`; returns its chained trajectory (None without gap 1)."""
-    acc.gt.append(relative_motion(frames.groundtruth[pairs.target], frames.groundtruth[pairs.source]))
+    acc.gt.append(gt)
     acc.est.append(est.motion)
     acc.gaps.append(pairs.gap)
     acc.success.append(success)
@@ -75,7 +79,8 @@ def collect(acc: MethodScores, frames: SequenceFrames, pairs: Pairs, est: Estima
     acc.seconds += est.seconds
     traj = trajectory(frames, pairs, est)
     if traj is not None:
-        acc.ate[frames.name] = score_trajectory(frames.times, frames.groundtruth, frames.times, traj, gaps=gaps)["ate"]
+        # Only its ATE: the RPE per gap is the pairs' own, scored once over all sequences in `summary`.
+        acc.ate[frames.name] = score_trajectory(frames.times, frames.groundtruth, frames.times, traj, gaps=())["ate"]
     return traj
 
 

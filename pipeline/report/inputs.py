@@ -18,7 +18,6 @@ from pipeline.config import PathsParams
 from pipeline.errors import PipelineError
 from pipeline.evaluation.formats import BIN_COLUMNS, EXAMPLE_KEYS
 from pipeline.metrics import METRIC_NAMES
-from pipeline.report.pose_section import PoseInputs, read_pose
 from pipeline.tracking import read_run_id
 
 # The resolution keys (`resolution` in the docs; evaluate writes `eval_resolution` and
@@ -100,6 +99,41 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
         shapes = {n: arrays[n].shape for n in ("rgb", "gt", "pred")}
         raise PipelineError(f"report: {path} has inconsistent shapes {shapes}; re-run 'evaluate'")
     return arrays
+
+
+@dataclass(frozen=True)
+class PoseInputs:
+    """pose_metrics.json and the chained trajectories' positions: {sequence: {method: (N, 3)}}."""
+
+    metrics: dict[str, Any]
+    positions: dict[str, dict[str, np.ndarray]]
+
+
+def read_pose(paths: PathsParams) -> PoseInputs:
+    """The pose stage's outputs, checked.
+
+    Raises:
+        PipelineError: pose_metrics.json is missing or unreadable, or a trajectory file is malformed.
+    """
+    metrics = _read_json(paths.pose_metrics, "pose")
+    positions: dict[str, dict[str, np.ndarray]] = {}
+    folder = paths.pose_trajectories
+    for seq in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+        positions[seq.name] = {f.stem: _positions(f) for f in sorted(seq.glob("*.txt"))}
+    return PoseInputs(metrics, positions)
+
+
+def _positions(path: Path) -> np.ndarray:
+    """(N, 3) camera positions of a TUM trajectory file."""
+    try:
+        rows = np.loadtxt(path, ndmin=2)
+    except ValueError as e:
+        raise PipelineError(f"report: {path} is not a TUM trajectory ({e}); re-run 'pose'") from None
+    if rows.shape[1] != 8:
+        raise PipelineError(
+            f"report: {path} has {rows.shape[1]} columns, not 8 (t tx ty tz qx qy qz qw); re-run 'pose'"
+        )
+    return rows[:, 1:4]
 
 
 def load_inputs(paths: PathsParams) -> ReportInputs:

@@ -1,69 +1,24 @@
 """The report's camera-motion section: the pose stage's variants against the baselines and published TUM numbers.
 
-Read from the pose stage's outputs (`pose_metrics.json`, the chained trajectories); when
-the stage found no sequences the section says so and draws nothing.
+Drawn from the pose stage's outputs (`inputs.PoseInputs`: `pose_metrics.json`, the chained
+trajectories); when the stage found no sequences the section says so and draws nothing.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline.config import PathsParams
-from pipeline.errors import PipelineError
+from pipeline.report.inputs import PoseInputs
 from pipeline.report.markup import Block, FigureRef, Heading, Paragraph
 from pipeline.report.tables import MISSING, Table, fmt
 from pipeline.trajectory.published import published_rows
 
 TRAJECTORIES, BY_GAP = "pose_trajectories.png", "pose_by_gap.png"
 MAX_SEQUENCES_DRAWN = 4  # one top-down panel each; more would shrink them past reading
-
-
-@dataclass(frozen=True)
-class PoseInputs:
-    """pose_metrics.json and the chained trajectories' positions: {sequence: {method: (N, 3)}}."""
-
-    metrics: dict[str, Any]
-    positions: dict[str, dict[str, np.ndarray]]
-
-
-def read_pose(paths: PathsParams) -> PoseInputs:
-    """The pose stage's outputs, checked.
-
-    Raises:
-        PipelineError: pose_metrics.json is missing or unreadable, or a trajectory file is malformed.
-    """
-    path = paths.pose_metrics
-    if not path.is_file():
-        raise PipelineError(f"report: input {path} is missing; run the 'pose' stage first (dvc repro pose)")
-    try:
-        metrics = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PipelineError(f"report: {path} is not valid JSON ({e}); re-run 'pose'") from None
-    positions: dict[str, dict[str, np.ndarray]] = {}
-    folder = paths.pose_trajectories
-    for seq in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
-        positions[seq.name] = {f.stem: _positions(f) for f in sorted(seq.glob("*.txt"))}
-    return PoseInputs(metrics, positions)
-
-
-def _positions(path: Path) -> np.ndarray:
-    """(N, 3) camera positions of a TUM trajectory file."""
-    try:
-        rows = np.loadtxt(path, ndmin=2)
-    except ValueError as e:
-        raise PipelineError(f"report: {path} is not a TUM trajectory ({e}); re-run 'pose'") from None
-    if rows.shape[1] != 8:
-        raise PipelineError(
-            f"report: {path} has {rows.shape[1]} columns, not 8 (t tx ty tz qx qy qz qw); re-run 'pose'"
-        )
-    return rows[:, 1:4]
 
 
 def _methods(metrics: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
