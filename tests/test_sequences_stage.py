@@ -132,3 +132,15 @@ def test_a_bad_sequences_param_names_its_key(change: dict, key: str) -> None:
             raw["sequences"][name] = value
     with pytest.raises(ParamsError, match=rf"'{re.escape(key)}' is .*; allowed: "):
         params_from_dict(raw)
+
+
+def test_unreachable_mirrors_say_how_to_run_offline(tmp_path: Path, params: Params) -> None:
+    files, _ = _tum_server(tmp_path)
+    with LocalHTTPServer(files) as srv:
+        tum = {"names": ["freiburg1_desk"], "sha256": [""], "retries": 0, "mirrors": [srv.url("/gone")]}
+        with pytest.raises(PipelineError) as err:
+            run(_with(params, source="tum", tum=tum), tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and srv.url("/gone") in message  # the mirror tried, on one line
+    assert "sequences.source=synthetic" in message and "sequences.enabled=false" in message
+    assert not (tmp_path / params.paths.sequences).exists()  # nothing half-written

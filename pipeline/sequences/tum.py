@@ -27,6 +27,11 @@ from pipeline.errors import PipelineError
 from pipeline.sequences.calibration import CALIBRATION, freiburg_intrinsics, write_calibration
 
 log = logging.getLogger(__name__)
+# Appended to a failed download: the depth pipeline runs offline, so should the sequences.
+OFFLINE_HINT = (
+    "to run without TUM's servers, render the sequences instead (-S sequences.source=synthetic) "
+    "or skip them (-S sequences.enabled=false); docs/getting-started.md: Offline"
+)
 
 
 def folder_name(name: str) -> str:
@@ -43,7 +48,10 @@ def fetch_tum(tum: TumParams, root: Path) -> list[Path]:
     out = []
     for name, sha256 in zip(tum.names, tum.sha256, strict=True):
         unpack_dir = Path(root) / tum.download_dir / name
-        fetch_and_unpack(tum.urls(name), sha256, unpack_dir, tum.retries)
+        try:
+            fetch_and_unpack(tum.urls(name), sha256, unpack_dir, tum.retries)
+        except PipelineError as e:
+            raise PipelineError(f"{e}; {OFFLINE_HINT}") from e
         inner = unpack_dir / folder_name(name)
         if not (inner / "rgb.txt").is_file():
             raise PipelineError(

@@ -7,8 +7,8 @@
   (`RGBDOdometryJacobianFromHybridTerm`: photometric + geometric residuals, Park, Zhou
   and Koltun, ICCV 2017), coarse to fine over an image pyramid, from the identity.
 
-Open3D is imported lazily: only this baseline needs it, and its Linux wheel needs the
-system's libusb-1.0.
+Open3D is imported lazily, only by this baseline, through `open3d_lib.import_open3d`
+(which supplies libusb-1.0 from the package index).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from types import ModuleType
 import numpy as np
 
 from pipeline.camera import Intrinsics
-from pipeline.errors import PipelineError
+from pipeline.trajectory.open3d_lib import import_open3d
 
 # Defaults for indoor Kinect data. The depth range: 0.3 m is the nearest depth Open3D's
 # reconstruction system uses; 6 m, not OdometryOption's own 4 m: NYU-like rooms (and the
@@ -39,19 +39,6 @@ ITERATIONS = (20, 10, 5)
 def identity_motion(n: int) -> np.ndarray:
     """The standing-still estimate for `n` pairs: (n, 4, 4) identities."""
     return np.repeat(np.eye(4)[None], n, axis=0)
-
-
-def import_open3d() -> ModuleType:
-    """Open3D, or a one-line PipelineError saying what to install."""
-    try:
-        import open3d
-    except (ImportError, OSError) as e:  # a missing shared library surfaces as either
-        if "libusb" in str(e):
-            raise PipelineError(
-                f"Open3D cannot load the system's libusb-1.0 ({e}); install it: apt-get install libusb-1.0-0"
-            ) from e
-        raise PipelineError(f"Open3D is not importable ({e}); install the project: pip install -e .") from e
-    return open3d
 
 
 def _rgbd(o3d: ModuleType, rgb: np.ndarray, depth: np.ndarray, depth_max: float) -> object:
