@@ -7,7 +7,7 @@ paths from params.yaml), adds the wall-clock time demo.sh measured, and prints (
 `--record` writes, with its provenance) one JSON object: the test metrics of the U-Net
 and of the constant-depth baseline, the best epoch's place, the number of test images,
 the epochs' total seconds and the demo's end-to-end seconds, and the pose stage's scores
-(`reports/pose_metrics.json`: RPE RMSE and success rate per gap and ATE, per method).
+(`reports/pose_table.json`: RPE RMSE and success rate per gap and ATE, per method).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def demo_figures(root: Path, experiment: str, seconds: float, paths: dict[str, s
         "model": {k: round(float(metrics[k]), 4) for k in SHOWN},
         "baseline": {k: round(float(metrics["baseline"][k]), 4) for k in SHOWN},
         "protocol": metrics["protocol"],
-        "pose": pose_figures(root / paths["pose_metrics"]),
+        "pose": pose_figures(root / paths["pose_table"]),
     }
 
 
@@ -54,6 +54,9 @@ def pose_figures(path: Path) -> dict[str, object] | None:
     methods = {}
     for group in ("variants", "baselines"):
         for name, v in m[group].items():
+            if v.get("available") is False:
+                methods[name] = {"available": False, "reason": v["reason"]}
+                continue
             methods[name] = {  # rpe: gap -> [translation RMSE m, rotation RMSE deg]
                 "rpe": {
                     g: [_round(r["trans_m"]["rmse"], 5), _round(r["rot_deg"]["rmse"], 3)] for g, r in v["rpe"].items()

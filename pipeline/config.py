@@ -148,8 +148,12 @@ class PathsParams(Section):
     figures_dir: Path
     sequences: Path
     """RGB-D sequences in TUM RGB-D's layout, one sub-folder per sequence, whatever `sequences.source`."""
+    pose_reference: Path
+    """pose_reference's scores of the methods that never read the model (table.json, pairs.csv, trajectories/)."""
+    pose_table: Path
+    """Every method's full scores (RPE per gap, success, ATE): what the report and the docs read."""
     pose_metrics: Path
-    """The pose stage's scores per variant and baseline (a DVC metrics file)."""
+    """The headline figures per method (success at gaps 1 and 4, ATE): the DVC metrics file."""
     pose_pairs: Path
     """One row per scored pair and method: errors, convergence, residual."""
     pose_trajectories: Path

@@ -2,8 +2,9 @@
 
     python -m stages.pose
 
-Reads `paths.model` and `paths.sequences`; writes `paths.pose_metrics`, `paths.pose_pairs`
-and `paths.pose_trajectories`. Params: `pose.*`, `sequences.tolerance_s`, `mlflow.*`.
+Reads `paths.model`, `paths.sequences` and `paths.pose_reference`; writes `paths.pose_table`,
+`paths.pose_metrics`, `paths.pose_pairs` and `paths.pose_trajectories`. Params: `pose.*`,
+`sequences.tolerance_s`, `mlflow.*`.
 Core: `pipeline.pose.pose.run`.
 """
 

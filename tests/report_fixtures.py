@@ -102,7 +102,7 @@ def _method(rng: np.random.Generator, **info: str) -> dict:
 
 
 def write_pose(root: Path, params: Params, rng: np.random.Generator) -> dict:
-    """pose_metrics.json (two variants, both baselines, gaps 1 and 2) and one sequence's trajectories."""
+    """pose_table.json (two variants, both baselines, gaps 1 and 2) and one sequence's trajectories."""
     p = params.paths
     metrics = {
         "enabled": True, "sequences": ["synthetic_001_office_100000"], "frames": 10, "resolution": [48, 64],
@@ -111,7 +111,7 @@ def write_pose(root: Path, params: Params, rng: np.random.Generator) -> dict:
                      "rgb_sensor": _method(rng, features="rgb", depth="sensor", weights="trained")},
         "baselines": {"identity": _method(rng, depth="none"), "open3d": _method(rng, depth="sensor")},
     }  # fmt: skip
-    (root / p.pose_metrics).write_text(json.dumps(metrics))
+    (root / p.pose_table).write_text(json.dumps(metrics))
     folder = root / p.pose_trajectories / metrics["sequences"][0]
     folder.mkdir(parents=True, exist_ok=True)
     t = np.arange(10) / 30.0

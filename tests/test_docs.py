@@ -177,7 +177,7 @@ def test_demo_figures_come_from_the_run_outputs_and_render_as_a_table(tmp_path):
     from benchmarks.demo_record import demo_figures
 
     paths = {"metrics": "reports/metrics.json", "train_log": "reports/train_log.tsv",
-             "pose_metrics": "reports/pose_metrics.json"}  # fmt: skip
+             "pose_table": "reports/pose_table.json"}  # fmt: skip
     (tmp_path / "reports").mkdir()
     base = {"abs_rel": 0.3035, "rmse": 1.0534, "delta1": 0.5007}
     metrics = {"abs_rel": 0.14772, "rmse": 0.5218, "delta1": 0.79679, "baseline": base, "n_images": 360,
@@ -204,7 +204,7 @@ def test_the_demos_pose_scores_render_as_the_ablation_table(tmp_path):
     params = shrunk_params()
     (tmp_path / "reports").mkdir()
     written = write_pose(tmp_path, params, np.random.default_rng(0))
-    fig = pose_figures(tmp_path / params.paths.pose_metrics)
+    fig = pose_figures(tmp_path / params.paths.pose_table)
     assert set(fig["methods"]) == set(written["variants"]) | set(written["baselines"])
     text = docs_tables.pose_table(fig)
     rpe = written["variants"]["rgb_sensor"]["rpe"]["gap_2"]

@@ -227,7 +227,17 @@ def test_stage_params_are_exactly_the_keys_the_stage_reads(tmp_path: Path, monke
     real = dataclasses.replace(params, data=dataclasses.replace(data, splits_sha256=""))
     reads.root = real
     reads.prefix = {id(real): ""}
-    for name in ("download", "preprocess", "sequences", "train", "evaluate", "pose", "report"):
+    for name in (
+        "download",
+        "preprocess",
+        "sequences",
+        "train",
+        "evaluate",
+        "pose_reference",
+        "pose",
+        "report",
+        "track",
+    ):
         run[name](real, tmp_path)
         found[name] |= reads.take()
     # The folder source: its keys are read by download and preprocess, on a tiny BTS-layout set.

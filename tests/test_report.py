@@ -307,7 +307,7 @@ def test_camera_motion_section_says_so_when_the_pose_stage_had_no_sequences(tmp_
     params = make_params()
     write_inputs(tmp_path, params)
     note = "no sequences under data/sequences (sequences.enabled is false)"
-    (tmp_path / params.paths.pose_metrics).write_text(json.dumps({"enabled": False, "note": note}))
+    (tmp_path / params.paths.pose_table).write_text(json.dumps({"enabled": False, "note": note}))
     shutil.rmtree(tmp_path / params.paths.pose_trajectories)
     written = build_report(params, tmp_path)
     md = written["report_md"].read_text(encoding="utf-8")

@@ -27,6 +27,7 @@ from pipeline.io import atomic_path, write_json_atomic
 from pipeline.metrics import METRIC_NAMES, average_metrics
 from pipeline.model import load_model
 from pipeline.tracking import Tracker, resume_run
+from pipeline.tracking.names import test_metrics
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,7 @@ def metrics_summary(
 
 def _log_to_run(tracker: Tracker, paths: PathsParams, metrics: dict[str, Any]) -> None:
     """Logs the test metrics (metrics.json's names and baseline_<name>: MLflow's test/, baseline/) and the tables."""
-    flat = {k: metrics[k] for k in METRIC_NAMES} | {f"baseline_{k}": v for k, v in metrics["baseline"].items()}
-    tracker.log_metrics({k: v for k, v in flat.items() if v is not None})
+    tracker.log_metrics(test_metrics(metrics))
     for path in (paths.metrics, paths.per_image, paths.per_scene_type):
         tracker.log_artifact(path)
 

@@ -115,19 +115,3 @@ def summary(acc: MethodScores, info: dict[str, Any]) -> dict[str, Any]:
         "pairs": n,
         "pairs_per_s": n / acc.seconds if acc.seconds > 1e-3 else None,  # None: standing still costs nothing
     }
-
-
-def mlflow_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """The headline figures as MLflow keys under `pose/<method>/...` (RPE RMSE and success per gap, ATE)."""
-    out: dict[str, float] = {}
-    for group in ("variants", "baselines"):
-        for method, m in metrics.get(group, {}).items():
-            key = f"pose/{method}"
-            for gap, r in m["rpe"].items():
-                out[f"{key}/rpe_{gap}_trans_rmse_m"] = r["trans_m"]["rmse"]
-                out[f"{key}/rpe_{gap}_rot_rmse_deg"] = r["rot_deg"]["rmse"]
-                out[f"{key}/success_{gap}"] = m["success"][gap]
-            if m["ate"]:
-                out[f"{key}/ate_se3_rmse_m"] = m["ate"]["se3"]["rmse_m"]
-                out[f"{key}/ate_sim3_rmse_m"] = m["ate"]["sim3"]["rmse_m"]
-    return {k: v for k, v in out.items() if v is not None}

@@ -103,7 +103,7 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class PoseInputs:
-    """pose_metrics.json and the chained trajectories' positions: {sequence: {method: (N, 3)}}."""
+    """pose_table.json and the chained trajectories' positions: {sequence: {method: (N, 3)}}."""
 
     metrics: dict[str, Any]
     positions: dict[str, dict[str, np.ndarray]]
@@ -113,9 +113,9 @@ def read_pose(paths: PathsParams) -> PoseInputs:
     """The pose stage's outputs, checked.
 
     Raises:
-        PipelineError: pose_metrics.json is missing or unreadable, or a trajectory file is malformed.
+        PipelineError: pose_table.json is missing or unreadable, or a trajectory file is malformed.
     """
-    metrics = _read_json(paths.pose_metrics, "pose")
+    metrics = _read_json(paths.pose_table, "pose")
     positions: dict[str, dict[str, np.ndarray]] = {}
     folder = paths.pose_trajectories
     for seq in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:

@@ -1,7 +1,13 @@
-"""One MLflow run per pipeline execution: train starts it, evaluate and report reopen it.
+"""One MLflow run per DVC experiment: train starts it, the later stages reopen it.
 
-Train writes the run id to the DVC-tracked `paths.run_id` file (`Tracker.write_run_id`);
-the later stages read it back with `resume_run`, so all three log into the same run.
+Train writes the run id to the DVC-tracked `paths.run_id` file (`Tracker.write_run_id`)
+and tags the run with the experiment's key (`run_key`: the DVC experiment's name and
+baseline commit, or `workspace` and the commit under plain `dvc repro`). The later stages
+reopen that run only when it belongs to the experiment running now. When DVC restored
+train from its run cache, the file names a run another experiment made: those stages then
+log into this experiment's own run, created once and found again by its key, tagged
+`pipeline.source_run_id` (the run that trained the model) and seeded with its metrics.
+Nothing is ever written into another experiment's run.
 """
 
 from __future__ import annotations
@@ -35,6 +41,17 @@ def default_run_name(params: Params) -> str:
     return f"{params.data.source}-{params.loss.name}-lam{params.loss.lam:g}-{stamp}"
 
 
+RUN_KEY_TAG = "pipeline.run_key"
+SOURCE_RUN_TAG = "pipeline.source_run_id"
+
+
+def run_key(root: Path) -> str:
+    """Which experiment a run belongs to: `<DVC experiment name>@<baseline commit>`, or `workspace@<commit>`."""
+    name = os.environ.get("DVC_EXP_NAME", "").strip() or "workspace"
+    baseline = os.environ.get("DVC_EXP_BASELINE_REV", "").strip() or code_version(root).commit
+    return f"{name}@{baseline}"
+
+
 def run_tags(params: Params, root: Path) -> dict[str, str]:
     """Tags set when the run is created; train adds `device` later with `set_tags`."""
     import torch
@@ -47,6 +64,7 @@ def run_tags(params: Params, root: Path) -> dict[str, str]:
         "mlflow.source.type": "LOCAL",
         "mlflow.source.git.commit": version.commit,
         "git.dirty": str(version.dirty).lower(),
+        RUN_KEY_TAG: run_key(root),
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME"),
         "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV"),
         "data.source": params.data.source,
@@ -56,9 +74,10 @@ def run_tags(params: Params, root: Path) -> dict[str, str]:
     return {k: v for k, v in tags.items() if v}
 
 
-def _new_run(client: MlflowClient, uri: str, experiment_id: str, params: Params, root: Path) -> Tracker:
+def _new_run(client: MlflowClient, uri: str, experiment_id: str, params: Params, root: Path,
+             extra_tags: dict[str, str] | None = None) -> Tracker:  # fmt: skip
     """Creates a run with its name and tags and logs every (non-secret) param."""
-    tags, _ = safe_items(run_tags(params, root))
+    tags, _ = safe_items({**run_tags(params, root), **(extra_tags or {})})
     run = client.create_run(experiment_id, tags=tags, run_name=default_run_name(params))
     tracker = Tracker(client, run.info.run_id, experiment_id, uri)
     tracker.log_params(params.to_flat_dict())
@@ -151,13 +170,36 @@ def resume_run(params: Params, run_id_path: str | Path, repo_root: str | Path | 
     try:
         client, uri, experiment_id = open_store(params, root)
         run = _find_run(client, run_id) if run_id else None
-        if run is None or run_id is None:
-            if run_id:
-                log.warning("MLflow run %s (from %s) is not in this store; starting a new run", run_id, run_id_path)
+        if run is None and run_id:
+            log.warning("MLflow run %s (from %s) is not in this store; starting a new run", run_id, run_id_path)
+        key = run_key(root)
+        if run is not None and run.data.tags.get(RUN_KEY_TAG) != key:
+            run = _experiment_run(client, experiment_id, key, run, params, root, uri)
+        if run is None:
             return _new_run(client, uri, experiment_id, params, root)
-        client.update_run(run_id, status="RUNNING")
-        return Tracker(client, run_id, run.info.experiment_id, uri)
+        client.update_run(run.info.run_id, status="RUNNING")
+        return Tracker(client, run.info.run_id, run.info.experiment_id, uri)
     except Exception as e:
         uri = tracking_uri(root)
         warn_unavailable(uri, e)
         return Tracker(uri=uri)  # no run, but the run-id file still says which store failed
+
+
+def _experiment_run(client: MlflowClient, experiment_id: str, key: str, source: Any, params: Params, root: Path,
+                    uri: str) -> Any:  # fmt: skip
+    """This experiment's run when `source` (the run that trained the model) belongs to another: found or made."""
+    found = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'", order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )  # fmt: skip
+    if found:
+        return found[0]
+    source_id = source.info.run_id
+    log.info("the model comes from DVC's run cache (MLflow run %s, another experiment's): logging into a run of "
+             "this experiment's own, linked by the tag %s", source_id, SOURCE_RUN_TAG)  # fmt: skip
+    tracker = _new_run(client, uri, experiment_id, params, root, {SOURCE_RUN_TAG: source_id})
+    # The training figures are this experiment's too (the same params trained the same model).
+    copied = {k: v for k, v in source.data.metrics.items() if not k.startswith("system/")}
+    tracker.log_metrics(copied)
+    assert tracker.run_id is not None  # _new_run either made the run or raised
+    return client.get_run(tracker.run_id)

@@ -314,6 +314,18 @@ class Tracker:
             },
         )
 
+    def logged(self) -> tuple[set[str], set[str]]:
+        """(metric keys, top-level artifact names) the run holds; empty sets without a live run or on an error."""
+        if self._client is None or self._run_id is None:
+            return set(), set()
+        try:
+            run = self._client.get_run(self._run_id)
+            artifacts = {Path(a.path).name for a in self._client.list_artifacts(self._run_id)}
+        except Exception as e:  # tracking never fails the pipeline
+            log.warning("MLflow: could not read run %s (%s)", self._run_id, e)
+            return set(), set()
+        return set(run.data.metrics), artifacts
+
     def end(self, status: str = "FINISHED") -> None:
         """Stops the system metrics and marks the run FINISHED (or FAILED / KILLED); later calls do nothing."""
         if self._monitor is not None:
