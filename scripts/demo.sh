@@ -56,8 +56,15 @@ fi
 name="demo-$(date +%Y%m%d-%H%M%S)"
 backup="$(mktemp "${TMPDIR:-/tmp}/params.yaml.XXXXXX")"
 cp params.yaml "$backup"
-# dvc exp run -S edits params.yaml in the workspace: put the user's copy back whatever happens.
-trap 'cp "$backup" params.yaml; rm -f "$backup"' EXIT
+# dvc exp run -S edits params.yaml and writes dvc.lock in the workspace: put the user's copies
+# back whatever happens (the experiment keeps its own in its ref), so git sees no change.
+lock_backup=""
+if [ -f dvc.lock ]; then lock_backup="$(mktemp "${TMPDIR:-/tmp}/dvc.lock.XXXXXX")"; cp dvc.lock "$lock_backup"; fi
+restore() {
+  cp "$backup" params.yaml; rm -f "$backup"
+  if [ -n "$lock_backup" ]; then cp "$lock_backup" dvc.lock; rm -f "$lock_backup"; else rm -f dvc.lock; fi
+}
+trap restore EXIT
 
 if [ -z "$(git rev-parse --verify -q HEAD 2>/dev/null)" ]; then
   echo "make demo: DVC experiments need a git commit; commit once (git add -A && git commit -m init) and retry" >&2
@@ -88,8 +95,8 @@ make demo: done -- experiment '$name'
   training-ready HDF5                  data/processed/
   model                                models/model.pt
   metrics                              reports/metrics.json
-  camera motion (pose stage)           reports/pose_metrics.json, reports/pose_pairs.csv
+  camera motion (pose stages)          reports/pose_table.json, reports/pose_pairs.csv (headline: pose_metrics.json)
   report                               reports/report.html   (open in a browser; also report.md)
-Compare runs:  dvc exp show      |  make mlflow-ui  (prints the runs table's URL, http://127.0.0.1:5000/#/...)
-Your params.yaml is unchanged: 'dvc repro' runs the real NYUDv2 pipeline.
+Compare runs:  dvc exp show --only-changed   |  make mlflow-ui  (prints the runs table's URL, http://127.0.0.1:5000/#/...)
+Your params.yaml and dvc.lock are unchanged (git status is clean): 'dvc repro' runs the real NYUDv2 pipeline.
 MSG

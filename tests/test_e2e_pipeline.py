@@ -58,26 +58,47 @@ def repo(tmp_path: Path) -> Path:
     return clone_project(tmp_path / "proj")
 
 
-def test_two_experiments_show_in_dvc_and_mlflow(repo: Path):
-    for name, lam in (("lam-zero", "0"), ("lam-one", "1")):
-        run(["dvc", "exp", "run", "-n", name, *set_args([*TINY_SET, f"loss.lambda={lam}"])], repo)
+DATA_SUFFIXES = (".png", ".jpg", ".h5", ".mat", ".npz", ".pt", ".html", ".tgz", ".tar", ".zip", ".onnx")
 
+
+def _committed_files(repo: Path, ref: str) -> list[str]:
+    return run(["git", "ls-tree", "-r", "--name-only", ref], repo).stdout.split()
+
+
+def test_three_experiments_stay_comparable_in_dvc_and_mlflow(repo: Path):
+    outs = {}
+    for name, lam in (("lam-zero", "0"), ("lam-half", "0.5"), ("lam-one", "1")):
+        outs[name] = run(["dvc", "exp", "run", "-n", name, *set_args([*TINY_SET, f"loss.lambda={lam}"])], repo).stdout
+
+    # The methods that never read the model ran once; the next experiments took them from DVC's cache.
+    assert "Running stage 'pose_reference'" in outs["lam-zero"]
+    for name in ("lam-half", "lam-one"):
+        assert "Running stage 'pose_reference'" not in outs[name] and "Running stage 'pose'" in outs[name]
     records = _exp_records(json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout))
-    for name, lam in (("lam-zero", 0), ("lam-one", 1)):
+    for name, lam in (("lam-zero", 0), ("lam-half", 0.5), ("lam-one", 1)):
         assert name in records, f"{name} missing from dvc exp show: {sorted(records)}"
         params, metrics = _params_and_metrics(records[name])
         assert params["loss"]["lambda"] == lam
         for key in ("delta1", "abs_rel", "rmse", "silog"):
             assert 0 <= metrics[key] < float("inf")
         assert set(metrics["baseline"]) >= {"delta1", "abs_rel"}
-        # The pose stage's metrics file is a DVC metrics file: dvc exp show lists it too.
+        # The headline pose figures: every method, a few numbers each.
         pose = records[name]["metrics"]["reports/pose_metrics.json"]["data"]
-        assert {"encoder_predicted", "rgb_sensor"} <= set(pose["variants"]) and set(pose["baselines"]) == {
-            "identity", "open3d"}  # fmt: skip
-        assert pose["variants"]["rgb_sensor"]["rpe"]["gap_1"]["trans_m"]["rmse"] >= 0
+        assert {"encoder_predicted", "rgb_sensor", "identity", "open3d"} <= set(pose)
+        assert 0 <= pose["rgb_sensor"]["success_gap_1"] <= 1 and pose["rgb_sensor"]["ate_m"] >= 0
+        # No data in git: the experiment's commit holds dvc.lock and the params, never an output.
+        data = [f for f in _committed_files(repo, records[name]["rev"]) if f.endswith(DATA_SUFFIXES)]
+        assert not data, data
+
+    # Readable: the columns that differ between the three fit a 200-column terminal.
+    table = run(["dvc", "exp", "show", "--only-changed", "--csv"], repo).stdout
+    header = table.splitlines()[0].split(",")
+    assert len(header) <= 60, (len(header), header)
+    assert "loss.lambda" in header and "abs_rel" in header, header
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""  # every output is git-ignored
 
     runs, client = _mlflow_runs(repo)
-    for name, lam in (("lam-zero", "0"), ("lam-one", "1")):
+    for name, lam in (("lam-zero", "0"), ("lam-half", "0.5"), ("lam-one", "1")):
         assert name in runs, f"no MLflow run named {name}: {sorted(runs)}"
         r = runs[name]
         assert float(r.data.params["loss.lambda"]) == float(lam)
@@ -87,11 +108,38 @@ def test_two_experiments_show_in_dvc_and_mlflow(repo: Path):
         history = client.get_metric_history(r.info.run_id, "val/abs_rel")
         assert sorted(m.step for m in history) == [1, 2]
         artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
-        assert {"report.html", "metrics.json", "pose_metrics.json", "model", "images"} <= artifacts, artifacts
+        assert {"report.html", "metrics.json", "pose_table.json", "model", "images"} <= artifacts, artifacts
         assert {i.tags[0].value for i in r.inputs.dataset_inputs} == {"train", "val", "test"}
+        assert r.info.status == "FINISHED"
     # Each experiment registered its best model as a new version, from its own run.
     versions = client.search_model_versions("name='nyu-depth-unet'")
-    assert sorted(v.run_id for v in versions) == sorted(runs[n].info.run_id for n in ("lam-zero", "lam-one"))
+    names = ("lam-zero", "lam-half", "lam-one")
+    assert sorted(v.run_id for v in versions) == sorted(runs[n].info.run_id for n in names)
+
+
+def test_an_experiment_that_reuses_a_cached_model_has_a_run_of_its_own(repo: Path):
+    run(["dvc", "exp", "run", "-n", "first", *set_args(TINY_SET)], repo)
+    runs, client = _mlflow_runs(repo)
+    first = runs["first"]
+    key = "pose/rgb_sensor/rpe_gap_1_trans_rmse_m"
+    before = client.get_metric_history(first.info.run_id, key)
+    # The same model (train from DVC's run cache), other pose pairs.
+    out = run(["dvc", "exp", "run", "-n", "second", *set_args([*TINY_SET, "pose.gaps=[1,3]"])], repo).stdout
+    assert "Running stage 'train'" not in out and "Running stage 'pose'" in out, out
+    runs, client = _mlflow_runs(repo)
+    assert {"first", "second"} <= set(runs), sorted(runs)
+    second = runs["second"]
+    assert second.info.run_id != first.info.run_id
+    assert second.data.tags["pipeline.source_run_id"] == first.info.run_id  # linked to the run that trained it
+    assert second.data.params["pose.gaps"] == "[1, 3]" and first.data.params["pose.gaps"] == "[1, 2]"
+    assert "pose/rgb_sensor/success_gap_3" in second.data.metrics and "test/abs_rel" in second.data.metrics
+    assert "pose/rgb_sensor/success_gap_3" not in first.data.metrics  # nothing written into the first run
+    assert client.get_metric_history(first.info.run_id, key) == before
+    artifacts = {a.path for a in client.list_artifacts(second.info.run_id)}
+    assert {"report.html", "pose_table.json", "metrics.json"} <= artifacts, artifacts
+    report = client.download_artifacts(second.info.run_id, "report.md")
+    assert "second" in Path(report).read_text()
+    assert second.info.status == "FINISHED"
 
 
 def test_eval_param_change_reruns_only_evaluate_and_report(repo: Path):
@@ -161,6 +209,7 @@ def test_make_demo_is_an_experiment_and_leaves_params_alone(repo: Path):
     out = run(["bash", "scripts/demo.sh"], repo, env).stdout
     assert "reports/report.html" in out
     assert {f: (repo / f).read_bytes() for f in before} == before
+    assert run(["git", "status", "--porcelain"], repo, env).stdout == ""  # the outputs are all git-ignored
     assert (repo / "reports" / "report.html").stat().st_size > 0
     records = _exp_records(json.loads(run(["dvc", "exp", "show", "--json"], repo, env).stdout))
     demo = [n for n in records if n.startswith("demo-")]

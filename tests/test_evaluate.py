@@ -246,6 +246,7 @@ def test_baseline_median_and_its_sources(tmp_path):
     assert abs(train_depth_median(proc / "train.h5", 1e-3, 10.0, batch_size=2) - exact) <= 5e-4
     depth, source = constant_baseline(proc, 1e-3, 10.0)
     assert abs(depth - exact) <= 5e-4 and "train.h5" in source
+    assert str(tmp_path) not in source  # metrics.json must not depend on where the repository lives
 
     # The baseline is scored on the same protocol as the model.
     red = red_levels(3)

@@ -200,6 +200,11 @@ def test_load_model_errors(tmp_path: Path) -> None:
     garbage.write_bytes(b"not a checkpoint at all")
     with pytest.raises(PipelineError, match="garbage.pt is not a readable model checkpoint"):
         load_model(garbage)
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"object": PipelineError("x")}, pickled)  # a pickle of an arbitrary class
+    with pytest.raises(PipelineError, match="pickled.pt holds Python objects") as err:
+        load_model(pickled)
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)  # no advice to run its code
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(1)}, other)
     with pytest.raises(PipelineError, match="other.pt is not a model checkpoint"):

@@ -68,4 +68,5 @@ def constant_baseline(processed_dir: str | Path, min_depth: float, max_depth: fl
     train_h5 = Path(processed_dir) / "train.h5"
     depth = train_depth_median(train_h5, min_depth, max_depth)
     log.info("constant baseline: %.3f m, the median training depth", depth)
-    return float(np.clip(depth, min_depth, max_depth)), f"median of {train_h5} depth"
+    # Named relative to the processed folder: metrics.json is the same wherever the repository lives.
+    return float(np.clip(depth, min_depth, max_depth)), f"median of the training split's depth ({train_h5.name})"

@@ -94,9 +94,18 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
         raise PipelineError(f"model checkpoint {path} not found; train first (`dvc repro train`)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PipelineError(f"{path} is not a readable model checkpoint ({first}); re-run `dvc repro train`") from None
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" not in str(e):  # not a pickle of objects: garbage or truncated
+            raise PipelineError(f"{path} is not a readable model checkpoint; re-run `dvc repro train`") from None
+        # PyTorch's message suggests weights_only=False, i.e. running the file's code: never for a user.
+        raise PipelineError(
+            f"{path} holds Python objects beyond tensors and plain values: not a checkpoint this pipeline wrote, "
+            "and it is not unpickled (that could run code); point at models/model.pt or re-run `dvc repro train`"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError) as e:  # not a torch file at all
+        raise PipelineError(
+            f"{path} is not a readable model checkpoint ({type(e).__name__}); re-run `dvc repro train`"
+        ) from None
     missing = [k for k in _RESERVED if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise PipelineError(f"{path} is not a model checkpoint (missing {missing}); re-run `dvc repro train`")
