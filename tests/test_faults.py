@@ -177,7 +177,8 @@ def test_kill_during_report_keeps_the_previous_report(tmp_path: Path):
 
 
 def _pipeline_after_preprocess(ws: Path, env: dict[str, str]) -> list[subprocess.CompletedProcess]:
-    return [_stage(name, ws, env) for name in ("sequences", "train", "evaluate", "pose", "report")]
+    stages = ("sequences", "train", "evaluate", "pose_reference", "pose", "report", "track")
+    return [_stage(name, ws, env) for name in stages]
 
 
 @pytest.mark.parametrize("fault", ["unreachable", "locked"])

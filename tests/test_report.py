@@ -27,7 +27,7 @@ from pipeline.report import figures
 from pipeline.report.markup import markdown_table
 from pipeline.report.published import NOT_REPRODUCED, PUBLISHED
 from pipeline.report.report import build_report, log_to_mlflow
-from pipeline.report.tables import Table, fmt, headline_table, metric_label
+from pipeline.report.tables import MISSING, Table, fmt, headline_table, metric_label
 from tests.conftest import shrunk_params
 from tests.report_fixtures import fake_metrics, write_inputs
 
@@ -312,3 +312,34 @@ def test_camera_motion_section_says_so_when_the_pose_stage_had_no_sequences(tmp_
     written = build_report(params, tmp_path)
     md = written["report_md"].read_text(encoding="utf-8")
     assert f"Not run: {note}." in md and not any(p.name.startswith("pose_") for p in written["figures"])
+
+
+def test_published_table_is_method_by_sequence_with_this_runs_figures_beside_them():
+    from pipeline.report.pose_section import published_table, tum_short_name
+    from pipeline.trajectory.published import published_rows
+    from tests.report_fixtures import _method
+
+    assert tum_short_name("rgbd_dataset_freiburg1_desk") == "fr1/desk" and tum_short_name("synthetic_001") is None
+    entry = _method(np.random.default_rng(0), features="rgb", depth="sensor", weights="trained")
+    entry["ate_per_sequence"] = {"rgbd_dataset_freiburg1_desk": {"se3": {"rmse_m": 0.0421}, "sim3": {}}}
+    table = {"variants": {"rgb_sensor": entry}, "baselines": {"open3d": {"available": False, "reason": "no libGL"}}}
+    frame = published_table(table).frame
+    methods = {r["method"] for r in published_rows()}
+    assert len(frame) == len(methods) + 1  # one row a method (not one a method and sequence), and this run's
+    assert frame.columns[2] == "fr1/desk"  # the run's own sequence first
+    ours = frame[frame["method"] == "this run: rgb_sensor"].iloc[0]
+    assert ours["fr1/desk"] == "0.042" and ours["fr1/xyz"] == MISSING
+    assert frame[frame["method"] == "ORB-SLAM2 (RGB-D)"].iloc[0]["fr1/desk"] == "0.016"
+
+
+def test_an_unavailable_baseline_is_named_with_its_reason_and_left_out_of_the_tables(tmp_path):
+    params = make_params()
+    write_inputs(tmp_path, params)
+    table = json.loads((tmp_path / params.paths.pose_table).read_text())
+    reason = "Open3D cannot load libGL.so.1; install the system's libGL.so.1 (apt-get install libgl1)"
+    table["baselines"]["open3d"] = {"available": False, "reason": reason, "depth": "sensor"}
+    (tmp_path / params.paths.pose_table).write_text(json.dumps(table))
+    md = build_report(params, tmp_path)["report_md"].read_text(encoding="utf-8")
+    section = md[md.index("## Camera motion") : md.index("## Provenance")]
+    assert f"open3d: {reason}" in section
+    assert "| open3d |" not in section  # no row of empty figures
