@@ -106,6 +106,9 @@ def pose_table(pose: dict[str, Any] | None) -> str:
     rows = []
     for name, m in pose["methods"].items():
         row: dict[str, Any] = {"method": name}
+        if m.get("available") is False:
+            rows.append({**row, "gap 1: mm / °": f"unavailable: {m['reason']}"})
+            continue
         for gap, (t, r) in m["rpe"].items():
             row[f"{gap.replace('_', ' ')}: mm / °"] = f"{1000 * t:.1f} / {r:.2f}"
             row[f"{gap.replace('_', ' ')}: success"] = f"{m['success'][gap]:.0%}"
@@ -142,6 +145,30 @@ def pose_benchmark_table(r: dict[str, Any]) -> str:
     )
 
 
+# The default real run's sequences (params.yaml sequences.tum.names): RGB frames in TUM's rgb.txt.
+TUM_DEFAULT_FRAMES = {"fr1/desk": 573, "fr1/xyz": 798}
+TUM_DEFAULT_GAPS = (1, 2, 4, 8)
+
+
+def pose_repro_cost_table(r: dict[str, Any]) -> str:
+    """What the pose stages cost on the default TUM sequences at 240x320: pairs / the measured pairs/s, per method."""
+    pairs = sum(n - g for n in TUM_DEFAULT_FRAMES.values() for g in TUM_DEFAULT_GAPS)
+    rate = {(x["features"], x["model"]): x for x in r["speed"] if x["size"] == "240x320"}
+    rows = []
+    for method, key, stage in (("rgb_sensor, rgb_predicted", ("rgb", "-"), "pose_reference, pose"),
+                               ("encoder_sensor, encoder_predicted", ("encoder", "default"), "pose"),
+                               ("encoder_untrained_sensor (control)", ("encoder", "default"), "pose_reference")):  # fmt: skip
+        x = rate.get(key)
+        per_s = x.get("sequence_pairs_per_s", x["pairs_per_s"]) if x else None
+        minutes = round(len(method.split(",")) * pairs / per_s / 60, 1) if per_s else None
+        rows.append({"methods": method, "stage": stage, "pairs/s (each)": per_s, "CPU minutes (all listed)": minutes})
+    return (
+        f"The default real run scores {pairs:,} pairs a method (fr1/desk and fr1/xyz, "
+        f"{sum(TUM_DEFAULT_FRAMES.values()):,} frames, gaps {', '.join(map(str, TUM_DEFAULT_GAPS))}), at the "
+        f"default U-Net's 240×320, on {r['device']} ({r['threads']} threads):\n\n{table(rows)}"
+    )
+
+
 def render_results(source: str, root: Path) -> str:
     """The block for one results file (`path`, or `path#pose` for the demo's pose scores): provenance, then table."""
     rel, _, section = source.partition("#")
@@ -154,7 +181,7 @@ def render_results(source: str, root: Path) -> str:
     if doc["benchmark"] == "demo":
         body = pose_table(result.get("pose")) if section == "pose" else demo_table(result)
     elif doc["benchmark"] == "pose":
-        body = pose_benchmark_table(result)
+        body = pose_repro_cost_table(result) if section == "repro" else pose_benchmark_table(result)
     elif isinstance(result, list):
         body = table(result)
     else:
