@@ -155,9 +155,12 @@ def pose_repro_cost_table(r: dict[str, Any]) -> str:
     pairs = sum(n - g for n in TUM_DEFAULT_FRAMES.values() for g in TUM_DEFAULT_GAPS)
     rate = {(x["features"], x["model"]): x for x in r["speed"] if x["size"] == "240x320"}
     rows = []
-    for method, key, stage in (("rgb_sensor, rgb_predicted", ("rgb", "-"), "pose_reference, pose"),
-                               ("encoder_sensor, encoder_predicted", ("encoder", "default"), "pose"),
-                               ("encoder_untrained_sensor (control)", ("encoder", "default"), "pose_reference")):  # fmt: skip
+    groups = (
+        ("rgb_sensor, rgb_predicted", ("rgb", "-"), "pose_reference, pose"),
+        ("encoder_sensor, encoder_predicted", ("encoder", "default"), "pose"),
+        ("encoder_untrained_sensor (control)", ("encoder", "default"), "pose_reference"),
+    )
+    for method, key, stage in groups:
         x = rate.get(key)
         per_s = x.get("sequence_pairs_per_s", x["pairs_per_s"]) if x else None
         minutes = round(len(method.split(",")) * pairs / per_s / 60, 1) if per_s else None
