@@ -14,7 +14,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.e2e_helpers import TINY_SET, clone_project, project_env, run, set_args
+from tests.e2e_helpers import TINY_SET, clone_project, git, project_env, run, set_args
 from tests.http_server import LocalHTTPServer
 from tests.nyu_fixtures import make_tiny_nyu
 
@@ -66,17 +66,35 @@ def _committed_files(repo: Path, ref: str) -> list[str]:
     return run(["git", "diff-tree", "--no-commit-id", "--name-only", "-r", f"{ref}^", ref], repo).stdout.split()
 
 
-def test_three_experiments_stay_comparable_in_dvc_and_mlflow(repo: Path):
-    outs = {}
-    for name, lam in (("lam-zero", "0"), ("lam-half", "0.5"), ("lam-one", "1")):
-        outs[name] = run(["dvc", "exp", "run", "-n", name, *set_args([*TINY_SET, f"loss.lambda={lam}"])], repo).stdout
+def _commit_baseline(repo: Path, overrides: list[str]) -> str:
+    """A researcher's baseline: `overrides` written into params.yaml, `dvc repro`, params and dvc.lock committed."""
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    for kv in overrides:
+        key, value = kv.split("=", 1)
+        *parents, leaf = key.split(".")
+        node = raw
+        for k in parents:
+            node = node[k]
+        node[leaf] = yaml.safe_load(value)
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    out = run(["dvc", "repro"], repo).stdout
+    git(repo, "add", "params.yaml", "dvc.lock")
+    git(repo, "commit", "-qm", "baseline: tiny params and their dvc.lock")
+    return out
 
-    # The methods that never read the model ran once; the next experiments took them from DVC's cache.
-    assert "Running stage 'pose_reference'" in outs["lam-zero"]
-    for name in ("lam-half", "lam-one"):
+
+def test_three_experiments_stay_comparable_in_dvc_and_mlflow(repo: Path):
+    # λ = 0.5 (the default) as the committed baseline with results, then λ = 0 and 1 as experiments.
+    outs = {"baseline": _commit_baseline(repo, TINY_SET)}
+    for name, lam in (("lam-zero", "0"), ("lam-one", "1")):
+        outs[name] = run(["dvc", "exp", "run", "-n", name, "-S", f"loss.lambda={lam}"], repo).stdout
+
+    # The methods that never read the model ran once; the experiments took them from DVC's cache.
+    assert "Running stage 'pose_reference'" in outs["baseline"]
+    for name in ("lam-zero", "lam-one"):
         assert "Running stage 'pose_reference'" not in outs[name] and "Running stage 'pose'" in outs[name]
     records = _exp_records(json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout))
-    for name, lam in (("lam-zero", 0), ("lam-half", 0.5), ("lam-one", 1)):
+    for name, lam in (("lam-zero", 0), ("lam-one", 1)):
         assert name in records, f"{name} missing from dvc exp show: {sorted(records)}"
         params, metrics = _params_and_metrics(records[name])
         assert params["loss"]["lambda"] == lam
@@ -96,11 +114,14 @@ def test_three_experiments_stay_comparable_in_dvc_and_mlflow(repo: Path):
     table = run(["dvc", "exp", "show", "--only-changed", "--csv"], repo).stdout
     header = table.splitlines()[0].split(",")
     assert len(header) <= 60, (len(header), header)
-    assert "loss.lambda" in header and "abs_rel" in header, header
-    assert run(["git", "status", "--porcelain"], repo).stdout == ""  # every output is git-ignored
+    assert "loss.lambda" in header and "abs_rel" in header and "encoder_predicted.success_gap_1" in header, header
+    assert len(table.splitlines()) == 1 + 4  # workspace, the baseline and the two experiments
+    assert run(["git", "status", "--porcelain"], repo).stdout == " M params.yaml\n"  # -S's edit; outputs ignored
 
     runs, client = _mlflow_runs(repo)
-    for name, lam in (("lam-zero", "0"), ("lam-half", "0.5"), ("lam-one", "1")):
+    baseline = next(r for n, r in runs.items() if n.startswith("synthetic-eigen-lam0.5"))
+    runs["baseline"] = baseline
+    for name, lam in (("baseline", "0.5"), ("lam-zero", "0"), ("lam-one", "1")):
         assert name in runs, f"no MLflow run named {name}: {sorted(runs)}"
         r = runs[name]
         assert float(r.data.params["loss.lambda"]) == float(lam)
@@ -115,7 +136,7 @@ def test_three_experiments_stay_comparable_in_dvc_and_mlflow(repo: Path):
         assert r.info.status == "FINISHED"
     # Each experiment registered its best model as a new version, from its own run.
     versions = client.search_model_versions("name='nyu-depth-unet'")
-    names = ("lam-zero", "lam-half", "lam-one")
+    names = ("baseline", "lam-zero", "lam-one")
     assert sorted(v.run_id for v in versions) == sorted(runs[n].info.run_id for n in names)
 
 
