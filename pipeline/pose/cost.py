@@ -77,7 +77,7 @@ def prepare(
         X, usable = X.gather(1, keep[..., None].expand(-1, -1, 3)), usable.gather(1, keep)
         flat, gu, gv = (a.gather(2, keep[:, None].expand(-1, C, -1)) for a in (flat, gu, gv))
     G = torch.stack([gu, gv], dim=-1)  # (B, C, n, 2)
-    S = torch.einsum("bcni,bcnj->bnij", G, G)  # (B, n, 2, 2) structure tensors
+    S = (G[..., :, None] * G[..., None, :]).sum(1)  # (B, n, 2, 2) structure tensors
     Jw = warp.warp_jacobian(X, k)  # (B, n, 2, 6)
     A = (Jw.transpose(-1, -2) @ S @ Jw).flatten(2)  # (B, n, 36)
     return Level(X, usable, flat, G, Jw, A, f_src, k, float(border))
@@ -95,8 +95,8 @@ def normal_equations(lv: Level, r: torch.Tensor, weights: torch.Tensor) -> tuple
     """J^T W J (B, 6, 6) and J^T W r (B, 6) from residuals (B, C, n) and per-point weights (B, n), factorised."""
     B = r.shape[0]
     H = (weights[:, None] @ lv.A).reshape(B, 6, 6)  # sum_n w_n Jw^T S Jw
-    q = torch.einsum("bcni,bcn->bni", lv.grad, r)  # (B, n, 2) sum_c grad F_c r_c
-    g = torch.einsum("bn,bni,bnij->bj", weights, q, lv.Jw)  # (B, 6)
+    q = (lv.grad * r[..., None]).sum(1) * weights[..., None]  # (B, n, 2) w sum_c grad F_c r_c
+    g = (q[:, :, None] @ lv.Jw).sum(1)[:, 0]  # (B, 6): (B, n, 1, 2) @ (B, n, 2, 6), summed over n
     return H, g
 
 

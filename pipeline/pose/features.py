@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.model.build import DepthNet, build_model
+from pipeline.pose.serial import one_thread
 
 FeatureKind = Literal["encoder", "rgb"]
 FEATURE_KINDS: tuple[str, ...] = ("encoder", "rgb")
@@ -161,20 +162,38 @@ def project_pair(f_tgt: torch.Tensor, f_src: torch.Tensor, channels: int) -> tup
     centring and renormalising happen. Returns (B, c, h, w) twice, unit vectors per pixel.
     """
     B, C, h, w = f_tgt.shape
-    both = torch.cat([f_tgt.flatten(2), f_src.flatten(2)], dim=2)  # (B, C, 2 h w)
-    step = max(1, both.shape[2] // (2 * PCA_PIXELS))
-    sub = both[..., ::step]  # (B, C, m)
-    mean = sub.mean(dim=2, keepdim=True)  # (B, C, 1)
-    if channels < C:
-        x = sub - mean
-        _, vecs = torch.linalg.eigh(x @ x.transpose(1, 2))  # (B, C, C), eigenvalues ascending
-        P = vecs[..., -channels:].transpose(1, 2)  # (B, c, C) the leading axes
-    else:
-        P = torch.eye(C, device=f_tgt.device).expand(B, C, C)
-    out = P @ (both - mean)  # (B, c, 2 h w)
-    out = out / (out.norm(dim=1, keepdim=True) + EPS)
-    t, s = out.split(h * w, dim=2)
-    return t.reshape(B, -1, h, w), s.reshape(B, -1, h, w)
+    step = max(1, (h * w) // PCA_PIXELS)
+    sub = torch.cat([f_tgt.flatten(2)[..., ::step], f_src.flatten(2)[..., ::step]], dim=2)  # (B, C, m)
+    mean = sub.mean(dim=2, keepdim=True)[..., None]  # (B, C, 1, 1)
+    if C <= channels:
+        return tuple(_unit(f - mean) for f in (f_tgt, f_src))  # type: ignore[return-value]
+    x = sub - mean[..., 0]
+    P = _leading_axes(x @ x.transpose(1, 2), channels).transpose(1, 2)  # (B, c, C)
+    out = (_unit((P @ (f - mean).flatten(2)).reshape(B, channels, h, w)) for f in (f_tgt, f_src))
+    return tuple(out)  # type: ignore[return-value]
+
+
+SUBSPACE_ITERATIONS = 4  # power steps: the 32-dim subspace settles in a few (a full eigh cost 10-50x more here)
+
+
+def _leading_axes(S: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, C, k) orthonormal basis of the k leading eigenvectors' span of PSD (B, C, C), by subspace iteration.
+
+    Starts from the k columns of S with the largest norms (deterministic; they already lie
+    mostly in the leading span), then alternates S Q and a QR.
+    """
+    start = S.norm(dim=1).topk(k, dim=1).indices  # (B, k)
+    Q = S.gather(2, start[:, None].expand(-1, S.shape[1], -1))  # (B, C, k)
+    with one_thread(S.device):  # tiny batched QRs: threads only wait on each other (serial.py)
+        Q = torch.linalg.qr(Q)[0]
+        for _ in range(SUBSPACE_ITERATIONS):
+            Q = torch.linalg.qr(S @ Q)[0]
+    return Q
+
+
+def _unit(f: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) maps scaled to unit length per pixel."""
+    return f / (f.norm(dim=1, keepdim=True) + EPS)
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ import torch
 from pipeline.camera import Intrinsics
 from pipeline.pose import cost, robust, se3, warp
 from pipeline.pose.features import Pyramid, project_pair
+from pipeline.pose.serial import one_thread
 
 STATUS = ("converged", "not_finite", "few_valid", "high_residual", "iteration_cap", "damping_limit")
 LAMBDA_MAX = 1e4  # LM damping beyond which no descent step exists: the pair sits in a minimum
@@ -95,52 +96,54 @@ class AlignResult:
 
 
 def _solve_level(lv: cost.Level, start: torch.Tensor, opts: AlignOptions) -> tuple:
-    """LM on one level from `start` (B, 4, 4); pairs that stop leave the batch.
+    """LM on one level from `start` (B, 4, 4); a pair that stops leaves the batch.
+
+    The loop holds only the live pairs' state (motion, normal equations, cost, damping,
+    held costs), sliced when pairs stop; residuals are not kept between iterations (a
+    rejected step reuses H and g as they are), only recomputed once at the end.
 
     Returns:
         T (B, 4, 4), stop reason (B,) (`_RUNNING` where the cap ended it), iterations (B,),
-        and the final residuals (B, C, n), in-view mask (B, n), scale, and J^T W J (B, 6, 6).
+        and at T: residuals (B, C, n), in-view mask (B, n), scale, J^T W J (B, 6, 6), held costs (B, n).
     """
     B, dev = start.shape[0], start.device
     sc = cost.scale_at(lv, start)
-    T, (r, inview) = start.clone(), cost.residual(lv, start)
+    r, inview = cost.residual(lv, start)
     e = r.norm(dim=1)  # (B, n)
     H, g = cost.normal_equations(lv, r, robust.weight(e, sc) * inview)
     held = robust.hold(e, inview, sc)
     c = robust.cost(e, inview, lv.points, sc, held)
     lam = torch.full((B,), opts.damping, device=dev)
-    reason = torch.full((B,), _RUNNING, dtype=torch.long, device=dev)
+    T, reason = start.clone(), torch.full((B,), _RUNNING, dtype=torch.long, device=dev)
     iters = torch.zeros(B, dtype=torch.long, device=dev)
-    live = torch.arange(B, device=dev)  # the pairs still iterating
-    sub, sc_sub = lv, sc
-    for _ in range(opts.iterations):
-        xi = _step(H[live], g[live], lam[live])  # (b, 6)
-        T_new = T[live] @ se3.exp(-xi)
+    H_out, held_out = H.clone(), held.clone()
+    live, sub, sc_sub = torch.arange(B, device=dev), lv, sc
+    T_l = start.clone()
+    for it in range(opts.iterations):
+        xi = _step(H, g, lam)  # (b, 6)
+        T_new = T_l @ se3.exp(-xi)
         r_new, in_new = cost.residual(sub, T_new)
         e_new = r_new.norm(dim=1)
-        c_new = robust.cost(e_new, in_new, sub.points, sc_sub, held[live])
-        ok = torch.isfinite(c_new) & (c_new < c[live])
-        gain = c[live] - c_new
-        T[live] = torch.where(ok[:, None, None], T_new, T[live])
-        r[live] = torch.where(ok[:, None, None], r_new, r[live])
-        inview[live] = torch.where(ok[:, None], in_new, inview[live])
-        held[live] = torch.where(ok[:, None], robust.hold(e_new, in_new, sc_sub, held[live]), held[live])
-        if bool(ok.any()):  # a rejected step keeps H and g: only the damping changes
-            H_new, g_new = cost.normal_equations(sub, r_new, robust.weight(e_new, sc_sub) * in_new)
-            H[live] = torch.where(ok[:, None, None], H_new, H[live])
-            g[live] = torch.where(ok[:, None], g_new, g[live])
-        c[live] = torch.where(ok, c_new, c[live])
-        lam[live] = torch.where(ok, lam[live] / 10, lam[live] * 10)
-        iters[live] += 1
-        why = _stop_reason(xi, ok, gain, c_new, lam[live], opts)  # (b,)
-        reason[live] = why
+        c_new = robust.cost(e_new, in_new, sub.points, sc_sub, held)
+        ok = torch.isfinite(c_new) & (c_new < c)
+        gain = c - c_new
+        T_l = torch.where(ok[:, None, None], T_new, T_l)
+        held = torch.where(ok[:, None], robust.hold(e_new, in_new, sc_sub, held), held)
+        H_new, g_new = cost.normal_equations(sub, r_new, robust.weight(e_new, sc_sub) * in_new)
+        H, g = torch.where(ok[:, None, None], H_new, H), torch.where(ok[:, None], g_new, g)
+        c = torch.where(ok, c_new, c)
+        lam = torch.where(ok, lam / 10, lam * 10)
+        why = _stop_reason(xi, ok, gain, c_new, lam, opts)  # (b,)
         going = why == _RUNNING
-        if not bool(going.all()):  # one host sync an iteration: cheaper than iterating finished pairs
-            live = live[going]
+        if not bool(going.all()) or it == opts.iterations - 1:  # one host sync an iteration
+            T[live], reason[live], iters[live] = T_l, why, it + 1
+            H_out[live], held_out[live] = H, held
+            live, T_l, H, g, c, lam, held = (x[going] for x in (live, T_l, H, g, c, lam, held))
             if live.numel() == 0:
                 break
             sub, sc_sub = lv.take(live), robust.Scale(sc.delta[live])
-    return T, reason, iters, r, inview, sc, H, held
+    r, inview = cost.residual(lv, T)
+    return T, reason, iters, r, inview, sc, H_out, held_out
 
 
 _RUNNING, _SMALL_STEP, _DAMPED = 0, 1, 2  # why a pair's level ended (or not)
@@ -166,7 +169,8 @@ def _step(H: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor: 
     diag = torch.diagonal(H, dim1=-2, dim2=-1)  # (b, 6)
     eye = torch.eye(6, device=H.device, dtype=H.dtype)
     Hd = H + torch.diag_embed(lam[:, None] * diag) + 1e-9 * (diag.mean(-1, keepdim=True)[..., None] + 1e-6) * eye
-    xi = torch.linalg.solve_ex(Hd, g[..., None])[0][..., 0]  # no error check: no host sync, NaN handled below
+    with one_thread(H.device):  # a batch of 6x6 systems: threads only wait on each other (serial.py)
+        xi = torch.linalg.solve_ex(Hd, g[..., None])[0][..., 0]  # no error check: no host sync, NaN handled below
     return torch.nan_to_num(xi, nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -252,7 +256,8 @@ def _result(lv: cost.Level, motion, start, reason, iters, r, inview, sc, H, held
     # Gauss-Newton covariance: sigma^2 (J^T W J)^-1, sigma^2 the weighted residual energy per point.
     w = robust.weight(e, sc) * inview
     sigma2 = (w * e * e).sum(1) / (n - 6).clamp_min(1)
-    cov = torch.linalg.pinv(H.double()).float() * sigma2[:, None, None]
+    with one_thread(H.device):
+        cov = torch.linalg.pinv(H.double()).float() * sigma2[:, None, None]
     return AlignResult(
         T=T,
         converged=status == 0,
