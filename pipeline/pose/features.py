@@ -144,7 +144,7 @@ def _pick(maps: list[torch.Tensor], have: tuple[int, ...], want: tuple[int, ...]
 def _encoder_pyramid(model: DepthNet, feats: list[torch.Tensor], want: tuple[int, ...], hw: tuple[int, int]) -> Pyramid:
     """The encoder's maps at the wanted strides, L2-normalised per pixel (centring waits for the pair)."""
     maps = [f.float() for f in feats]  # finest first
-    maps = [f / (f.norm(dim=1, keepdim=True) + EPS) for f in maps]  # (B, C_l, h_l, w_l) unit vectors
+    maps = [_unit(f) for f in maps]  # (B, C_l, h_l, w_l) unit vectors
     strides = model_strides(model)
     offsets = dict(zip(strides, level_offsets(model), strict=True))
     levels, kept = _pick(maps, strides, want)
@@ -176,7 +176,7 @@ def project_pair(f_tgt: torch.Tensor, f_src: torch.Tensor, channels: int) -> tup
 SUBSPACE_ITERATIONS = 4  # power steps: the 32-dim subspace settles in a few (a full eigh cost 10-50x more here)
 
 
-def _leading_axes(S: torch.Tensor, k: int) -> torch.Tensor:
+def _leading_axes(S: torch.Tensor, k: int) -> torch.Tensor:  # noqa: N803
     """(B, C, k) orthonormal basis of the k leading eigenvectors' span of PSD (B, C, C), by subspace iteration.
 
     Starts from the k columns of S with the largest norms (deterministic; they already lie
@@ -193,7 +193,7 @@ def _leading_axes(S: torch.Tensor, k: int) -> torch.Tensor:
 
 def _unit(f: torch.Tensor) -> torch.Tensor:
     """(B, C, h, w) maps scaled to unit length per pixel."""
-    return f / (f.norm(dim=1, keepdim=True) + EPS)
+    return f / ((f * f).sum(1, keepdim=True).sqrt() + EPS)
 
 
 @torch.no_grad()

@@ -109,7 +109,7 @@ def _solve_level(lv: cost.Level, start: torch.Tensor, opts: AlignOptions) -> tup
     B, dev = start.shape[0], start.device
     sc = cost.scale_at(lv, start)
     r, inview = cost.residual(lv, start)
-    e = r.norm(dim=1)  # (B, n)
+    e = cost.norms(r)  # (B, n)
     H, g = cost.normal_equations(lv, r, robust.weight(e, sc) * inview)
     held = robust.hold(e, inview, sc)
     c = robust.cost(e, inview, lv.points, sc, held)
@@ -123,7 +123,7 @@ def _solve_level(lv: cost.Level, start: torch.Tensor, opts: AlignOptions) -> tup
         xi = _step(H, g, lam)  # (b, 6)
         T_new = T_l @ se3.exp(-xi)
         r_new, in_new = cost.residual(sub, T_new)
-        e_new = r_new.norm(dim=1)
+        e_new = cost.norms(r_new)
         c_new = robust.cost(e_new, in_new, sub.points, sc_sub, held)
         ok = torch.isfinite(c_new) & (c_new < c)
         gain = c - c_new
@@ -241,7 +241,7 @@ def _result(lv: cost.Level, motion, start, reason, iters, r, inview, sc, H, held
     mean = (lv.f_tgt * inview[:, None]).sum(dim=2, keepdim=True) / n[:, None, None]  # (B, C, 1)
     spread = (((lv.f_tgt - mean) ** 2).sum(1) * inview).sum(dim=1)  # (B,)
     ratio = (r**2).sum(dim=(1, 2)) / spread.clamp_min(1e-12)
-    e = r.norm(dim=1)
+    e = cost.norms(r)
     c = robust.cost(e, inview, lv.points, sc, held)
     finite = torch.isfinite(T).flatten(1).all(dim=1) & torch.isfinite(c)
     few = frac < opts.min_valid_fraction
