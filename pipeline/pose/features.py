@@ -165,7 +165,7 @@ def project_pair(f_tgt: torch.Tensor, f_src: torch.Tensor, channels: int) -> tup
     step = max(1, (h * w) // PCA_PIXELS)
     sub = torch.cat([f_tgt.flatten(2)[..., ::step], f_src.flatten(2)[..., ::step]], dim=2)  # (B, C, m)
     mean = sub.mean(dim=2, keepdim=True)[..., None]  # (B, C, 1, 1)
-    if C <= channels:
+    if channels >= C:
         return tuple(_unit(f - mean) for f in (f_tgt, f_src))  # type: ignore[return-value]
     x = sub - mean[..., 0]
     P = _leading_axes(x @ x.transpose(1, 2), channels).transpose(1, 2)  # (B, c, C)

@@ -96,11 +96,13 @@ class AlignResult:
 
 
 def _solve_level(lv: cost.Level, start: torch.Tensor, opts: AlignOptions) -> tuple:
-    """LM on one level from `start` (B, 4, 4); a pair that stops leaves the batch.
+    """LM on one level from `start` (B, 4, 4); a pair that stops is frozen, then leaves the batch.
 
     The loop holds only the live pairs' state (motion, normal equations, cost, damping,
-    held costs), sliced when pairs stop; residuals are not kept between iterations (a
-    rejected step reuses H and g as they are), only recomputed once at the end.
+    held costs). Residuals are not kept between iterations and a rejected step reuses H
+    and g as they are; the residuals at the end are recomputed once. Stopped pairs are
+    dropped at each host sync: every iteration on the CPU (a sync costs nothing there),
+    every 5th on CUDA (until then they stay frozen).
 
     Returns:
         T (B, 4, 4), stop reason (B,) (`_RUNNING` where the cap ended it), iterations (B,),
@@ -114,36 +116,38 @@ def _solve_level(lv: cost.Level, start: torch.Tensor, opts: AlignOptions) -> tup
     held = robust.hold(e, inview, sc)
     c = robust.cost(e, inview, lv.points, sc, held)
     lam = torch.full((B,), opts.damping, device=dev)
-    T, reason = start.clone(), torch.full((B,), _RUNNING, dtype=torch.long, device=dev)
-    iters = torch.zeros(B, dtype=torch.long, device=dev)
-    H_out, held_out = H.clone(), held.clone()
-    live, sub, sc_sub = torch.arange(B, device=dev), lv, sc
-    T_l = start.clone()
+    why = torch.full((B,), _RUNNING, dtype=torch.long, device=dev)
+    out = [start.clone(), why.clone(), torch.zeros_like(why), H.clone(), held.clone()]  # T, reason, iters, H, held
+    live, sub, sc_sub, T, n = torch.arange(B, device=dev), lv, sc, start.clone(), torch.zeros_like(why)
     for it in range(opts.iterations):
+        run = why == _RUNNING  # (b,) frozen pairs take no step
         xi = _step(H, g, lam)  # (b, 6)
-        T_new = T_l @ se3.exp(-xi)
+        T_new = T @ se3.exp(-xi)
         r_new, in_new = cost.residual(sub, T_new)
         e_new = cost.norms(r_new)
         c_new = robust.cost(e_new, in_new, sub.points, sc_sub, held)
-        ok = torch.isfinite(c_new) & (c_new < c)
-        gain = c - c_new
-        T_l = torch.where(ok[:, None, None], T_new, T_l)
+        ok = run & torch.isfinite(c_new) & (c_new < c)
+        T = torch.where(ok[:, None, None], T_new, T)
         held = torch.where(ok[:, None], robust.hold(e_new, in_new, sc_sub, held), held)
-        H_new, g_new = cost.normal_equations(sub, r_new, robust.weight(e_new, sc_sub) * in_new)
-        H, g = torch.where(ok[:, None, None], H_new, H), torch.where(ok[:, None], g_new, g)
-        c = torch.where(ok, c_new, c)
-        lam = torch.where(ok, lam / 10, lam * 10)
-        why = _stop_reason(xi, ok, gain, c_new, lam, opts)  # (b,)
-        going = why == _RUNNING
-        if not bool(going.all()) or it == opts.iterations - 1:  # one host sync an iteration
-            T[live], reason[live], iters[live] = T_l, why, it + 1
-            H_out[live], held_out[live] = H, held
-            live, T_l, H, g, c, lam, held = (x[going] for x in (live, T_l, H, g, c, lam, held))
-            if live.numel() == 0:
-                break
-            sub, sc_sub = lv.take(live), robust.Scale(sc.delta[live])
-    r, inview = cost.residual(lv, T)
-    return T, reason, iters, r, inview, sc, H_out, held_out
+        if dev.type != "cpu" or bool(ok.any()):  # all rejected: H and g stand (a sync on CPU only)
+            H_new, g_new = cost.normal_equations(sub, r_new, robust.weight(e_new, sc_sub) * in_new)
+            H, g = torch.where(ok[:, None, None], H_new, H), torch.where(ok[:, None], g_new, g)
+        gain, c = c - c_new, torch.where(ok, c_new, c)
+        lam = torch.where(ok, lam / 10, torch.where(run, lam * 10, lam))
+        why = torch.where(run, _stop_reason(xi, ok, gain, c_new, lam, opts), why)
+        n = n + run.long()
+        last = it == opts.iterations - 1
+        if dev.type == "cpu" or it % 5 == 4 or last:
+            going = why == _RUNNING
+            if last or not bool(going.all()):
+                for o, x in zip(out, (T, why, n, H, held), strict=True):
+                    o[live] = x
+                live, T, H, g, c, lam, held, why, n = (x[going] for x in (live, T, H, g, c, lam, held, why, n))
+                if live.numel() == 0:
+                    break
+                sub, sc_sub = lv.take(live), robust.Scale(sc.delta[live])
+    r, inview = cost.residual(lv, out[0])
+    return out[0], out[1], out[2], r, inview, sc, out[3], out[4]
 
 
 _RUNNING, _SMALL_STEP, _DAMPED = 0, 1, 2  # why a pair's level ended (or not)
