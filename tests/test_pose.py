@@ -172,6 +172,14 @@ def test_mismatched_inputs_are_refused(pairs: PairBatch) -> None:
         align(tgt, extract(None, pairs.rgb_src, "rgb", (1,)), pairs.depth_tgt, K)
 
 
+def test_point_budget_keeps_a_level_share_of_a_larger_frame() -> None:
+    """480x640 frames get 4x the points of 240x320 (a fixed budget made them less accurate); smaller keep the budget."""
+    from pipeline.pose.solver import point_budget
+
+    assert point_budget((480, 640), OPTS) == 4 * OPTS.max_points
+    assert point_budget((240, 320), OPTS) == point_budget((96, 128), OPTS) == OPTS.max_points
+
+
 def test_options_are_validated() -> None:
     with pytest.raises(ValueError, match="iterations"):
         AlignOptions(iterations=0)
