@@ -12,9 +12,9 @@ so it factors through the point's 2-D image motion. With a robust weight w per p
     J^T W J = sum_n w_n Jw_n^T S_n Jw_n,   S_n = sum_c grad F_c grad F_c^T  (a 2x2 structure tensor)
     J^T W r = sum_n w_n Jw_n^T q_n,        q_n = sum_c grad F_c r_c          (2 numbers a point)
 
-exactly (tested against the full Jacobian). A level stores Jw^T S Jw (36 numbers a point)
-and the (C, 2) gradients; an iteration costs one warp, one bilinear sample of the source
-and C x 2 products a point, whatever the channel count.
+exactly (tested against the full Jacobian). A level stores S (3 numbers a point), Jw and
+the (C, 2) gradients; an iteration costs one warp, one bilinear sample of the source,
+C x 2 products a point and two (6 x n) @ (n x 6) products.
 
 The point set is fixed per level: the usable pixels (depth, away from the border) with the
 strongest gradients. A point that a step pushes out of view stays in the cost, charged
@@ -41,7 +41,7 @@ class Level:
     gv: torch.Tensor  # (B, C, n) d F_tgt / dv
     du: torch.Tensor  # (B, n, 6) d u / d xi: the warp's Jacobian at the identity, first row
     dv: torch.Tensor  # (B, n, 6) d v / d xi, second row
-    A: torch.Tensor  # (B, n, 36) Jw^T S Jw, flattened: the point's part of J^T J
+    S: torch.Tensor  # (B, n, 3) structure tensor entries (a, b, c): S = [[a, b], [b, c]]
     f_src: torch.Tensor  # (B, C, h, w) the source map
     k: torch.Tensor  # (4,) level intrinsics
     border: float  # level pixels at the map's edge a source sample may not come from
@@ -49,7 +49,7 @@ class Level:
     def take(self, idx: torch.Tensor) -> Level:
         """The pairs `idx` (B',) of this level (finished pairs leave the batch)."""
         return Level(self.X[idx], self.points[idx], self.f_tgt[idx], self.gu[idx], self.gv[idx], self.du[idx],
-                     self.dv[idx], self.A[idx], self.f_src[idx], self.k, self.border)  # fmt: skip
+                     self.dv[idx], self.S[idx], self.f_src[idx], self.k, self.border)  # fmt: skip
 
 
 def prepare(
@@ -78,15 +78,10 @@ def prepare(
         keep = (energy * usable).topk(max_points, dim=1).indices  # (B, n)
         X, usable = X.gather(1, keep[..., None].expand(-1, -1, 3)), usable.gather(1, keep)
         flat, gu, gv = (a.gather(2, keep[:, None].expand(-1, C, -1)) for a in (flat, gu, gv))
-    # Structure tensor S = [[a, b], [b, c]] per point; Jw^T S Jw as three outer products of
-    # Jw's rows (a batch of 2x2 and 2x6 matrix products was 5x slower on the CPU).
-    a, b, c = (gu * gu).sum(1), (gu * gv).sum(1), (gv * gv).sum(1)  # (B, n) each
+    S = torch.stack([(gu * gu).sum(1), (gu * gv).sum(1), (gv * gv).sum(1)], dim=-1)  # (B, n, 3)
     Jw = warp.warp_jacobian(X, k)  # (B, n, 2, 6)
     du, dv = Jw[..., 0, :].contiguous(), Jw[..., 1, :].contiguous()  # (B, n, 6) each
-    uu, vv = du[..., :, None] * du[..., None, :], dv[..., :, None] * dv[..., None, :]  # (B, n, 6, 6)
-    uv = du[..., :, None] * dv[..., None, :]
-    A = a[..., None, None] * uu + b[..., None, None] * (uv + uv.transpose(-1, -2)) + c[..., None, None] * vv
-    return Level(X, usable, flat, gu, gv, du, dv, A.flatten(2), f_src, k, float(border))
+    return Level(X, usable, flat, gu, gv, du, dv, S, f_src, k, float(border))
 
 
 def residual(lv: Level, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,8 +94,10 @@ def residual(lv: Level, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 def normal_equations(lv: Level, r: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """J^T W J (B, 6, 6) and J^T W r (B, 6) from residuals (B, C, n) and per-point weights (B, n), factorised."""
-    B = r.shape[0]
-    H = (weights[:, None] @ lv.A).reshape(B, 6, 6)  # sum_n w_n Jw^T S Jw
+    # sum_n w_n Jw^T S Jw = du^T (w a du + w b dv) + dv^T (w b du + w c dv): two (6, n) @ (n, 6)
+    # products a pair (precomputing Jw^T S Jw per point, 36 numbers, cost more than it saved).
+    wa, wb, wc = (weights[..., None] * lv.S[..., i : i + 1] for i in range(3))  # (B, n, 1) each
+    H = lv.du.transpose(1, 2) @ (wa * lv.du + wb * lv.dv) + lv.dv.transpose(1, 2) @ (wb * lv.du + wc * lv.dv)
     qu, qv = (lv.gu * r).sum(1) * weights, (lv.gv * r).sum(1) * weights  # (B, n) w sum_c grad F_c r_c
     g = (qu[:, None] @ lv.du + qv[:, None] @ lv.dv)[:, 0]  # (B, 6): sum over n as two (1, n) @ (n, 6)
     return H, g
