@@ -83,3 +83,19 @@ def test_pair_projection_gives_a_point_the_same_feature_in_both_frames() -> None
     assert torch.allclose(t[..., 2, 2], s[..., 3, 4], atol=1e-5)
     own = [f - f.mean(dim=(2, 3), keepdim=True) for f in (f_tgt, f_src)]
     assert not torch.allclose(own[0][..., 2, 2], own[1][..., 3, 4], atol=1e-2)
+
+
+def test_encoder_border_keeps_points_and_samples_off_the_map_edge() -> None:
+    """CNN features see the zero padding at the map's edge: no target point there, no source sample from it."""
+    gen = torch.Generator().manual_seed(6)
+    h, w, border = 12, 16, 2
+    f = torch.randn(1, 4, h, w, generator=gen)
+    k = warp.level_intrinsics(NYU_KINECT.scaled(w, h), 1)
+    lv = cost.prepare(f, f, torch.ones(1, 1, h, w), k, max_points=h * w, border=border)
+    v, u = lv.X[0, :, 1] / lv.X[0, :, 2] * k[1] + k[3], lv.X[0, :, 0] / lv.X[0, :, 2] * k[0] + k[2]
+    kept = lv.points[0]
+    m = 1 + border  # the central difference's row and column, then the border
+    assert kept.any() and (u[kept] >= m - 1e-4).all() and (u[kept] <= w - 1 - m + 1e-4).all()
+    assert (v[kept] >= m - 1e-4).all() and (v[kept] <= h - 1 - m + 1e-4).all()
+    _, inside = warp.sample(f, torch.tensor([[[1.0, 5.0], [2.0, 5.0], [13.0, 5.0], [13.5, 5.0]]]), border=2.0)
+    assert inside.tolist() == [[False, True, True, False]]  # u in [2, 13] for a 16-wide map
