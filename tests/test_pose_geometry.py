@@ -7,8 +7,7 @@ import torch
 
 from pipeline.camera import NYU_KINECT
 from pipeline.pose import se3, warp
-from pipeline.pose.features import model_strides
-from pipeline.pose.robust import huber_cost, huber_scale, huber_weight
+from pipeline.pose.features import level_offsets, model_strides
 
 
 def test_se3_exp_log_inverse_transform() -> None:
@@ -31,6 +30,15 @@ def test_se3_exp_log_inverse_transform() -> None:
     assert se3.pose_error(T[:1] @ turn, T[:1])[1].item() == pytest.approx(0.1 * 180 / torch.pi, rel=1e-6)
 
 
+@pytest.mark.parametrize("size", [0.0, 1e-5, 5e-3, 0.02, 0.5, 3.0])
+def test_closed_form_exp_matches_kornia(size: float) -> None:
+    from kornia.geometry.liegroup import Se3
+
+    xi = size * torch.randn(32, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert torch.allclose(se3.exp(xi), Se3.exp(xi).matrix(), atol=1e-12)
+    assert torch.allclose(se3.exp(xi.float()), Se3.exp(xi).matrix().float(), atol=2e-6)
+
+
 def test_exp_is_finite_and_exact_at_identity_in_float32() -> None:
     T = se3.exp(torch.zeros(3, 6))
     assert T.dtype == torch.float32 and torch.equal(T, torch.eye(4).expand(3, 4, 4))
@@ -42,6 +50,14 @@ def test_level_intrinsics_are_the_scaled_camera(stride: int) -> None:
     k = warp.level_intrinsics(K, stride)
     ref = K.scaled(160 // stride, 128 // stride)
     assert torch.allclose(k, torch.tensor([ref.fx, ref.fy, ref.cx, ref.cy], dtype=torch.float32))
+
+
+def test_level_intrinsics_follow_the_pixel_grid_offset() -> None:
+    """A strided conv centres level pixel k on input pixel s k: principal point cx / s, not (cx + 0.5) / s - 0.5."""
+    K = NYU_KINECT.scaled(160, 128)
+    k = warp.level_intrinsics(K, 8, offset=0.0)
+    assert k[2].item() == pytest.approx(K.cx / 8) and k[3].item() == pytest.approx(K.cy / 8)
+    assert warp.level_intrinsics(K, 8)[2].item() == pytest.approx((K.cx - 3.5) / 8)
 
 
 def test_back_project_then_project_returns_the_pixel_grid() -> None:
@@ -63,10 +79,16 @@ def test_sample_reads_pixel_centres_and_flags_outside() -> None:
     assert inside.tolist() == [[True, True, True, False, False]]
 
 
-def test_pool_depth_averages_valid_pixels_only() -> None:
-    d = torch.tensor([[1.0, 3.0, 0.0, 0.0], [float("nan"), 2.0, 0.0, 5.0]]).reshape(1, 1, 2, 4)
-    pooled = warp.pool_depth(d, 2, (1, 2))
-    assert torch.allclose(pooled.flatten(), torch.tensor([2.0, 0.0]))  # 3 of 4 valid: mean; 1 of 4: invalid
+def test_sample_depth_takes_one_real_surface_and_drops_edge_cells() -> None:
+    """An occlusion edge (1 m in front of 3 m) inside a cell: no depth there, never the 2 m no surface has."""
+    d = torch.full((1, 1, 4, 8), 3.0)
+    d[..., :, :3] = 1.0  # the cell of columns 2-3 straddles the edge
+    d[..., 0, 4] = 0.0  # a hole in the cell of columns 4-5, its centre pixel (1, 5) still has depth
+    out = warp.sample_depth(d, 2, (2, 4))  # cell k: pixels [2k, 2k + 2), centre pixel 2k + 1
+    assert out[0, 0, 0].tolist() == [1.0, 0.0, 3.0, 3.0]
+    # A strided-conv grid (offset 0) centres level pixel k on input pixel 2k.
+    # Cells [2k - 1, 2k + 1): columns 1-2 lie on one surface; pixel (0, 4) is the hole.
+    assert warp.sample_depth(d, 2, (2, 4), offset=0.0)[0, 0, 0].tolist() == [1.0, 1.0, 0.0, 3.0]
 
 
 def test_warp_jacobian_matches_autograd() -> None:
@@ -110,19 +132,6 @@ def test_feature_jacobian_matches_autograd() -> None:
     assert analytic.abs().max() > 1.0  # not a vacuous comparison of zeros
 
 
-def test_huber_scale_weight_cost() -> None:
-    e = torch.tensor([[0.0, 1.0, 2.0, 10.0], [1.0, 1.0, 1.0, 1.0]])
-    valid = torch.tensor([[True, True, True, False], [False] * 4])
-    delta = huber_scale(e, valid, k=1.0)
-    assert delta[0].item() == pytest.approx(1.4826) and delta[1].item() == pytest.approx(
-        1.4826
-    )  # no valid: 1 x k x 1.4826
-    w = huber_weight(e, torch.tensor([1.5, 1.5]))
-    assert torch.allclose(w[0], torch.tensor([1.0, 1.0, 0.75, 0.15]))
-    cost = huber_cost(e, valid, torch.tensor([1.5, 1.5]))
-    assert cost[0].item() == pytest.approx((0 + 0.5 + 1.5 * (2 - 0.75)) / 3) and cost[1].item() == 0
-
-
 def test_model_strides_of_both_networks() -> None:
     from pipeline.model.build import build_model
     from tests.conftest import model_params
@@ -133,3 +142,14 @@ def test_model_strides_of_both_networks() -> None:
         reductions = [2, 4, 8, 16, 32]
 
     assert model_strides(Backbone()) == (2, 4, 8, 16, 32)  # type: ignore[arg-type]
+
+
+def test_level_offsets_of_pooling_and_strided_convs() -> None:
+    """The U-Net's max-pool centres level pixel k on s k + (s - 1) / 2; a ResNet's strided convs on s k."""
+    from pipeline.model.backbone import BackboneUNet
+    from pipeline.model.build import build_model
+    from tests.conftest import model_params
+
+    assert level_offsets(build_model(model_params(depth=3))) == (0.0, 0.5, 1.5, 3.5)
+    resnet = BackboneUNet(model_params(encoder="resnet18"))
+    assert level_offsets(resnet) == (0.0,) * 5

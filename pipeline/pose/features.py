@@ -1,27 +1,29 @@
 """Feature pyramids to align: the depth network's encoder features, or image intensities.
 
-A `Pyramid` holds one (B, C, h, w) map per stride s. Feature pixel k of a stride-s map
-covers input pixels [k s, (k + 1) s), so its centre is at k s + (s - 1) / 2 in the
-input's 0-based pixel coordinates: the mapping `Intrinsics.scaled(W / s, H / s)` makes,
-which is what `pipeline.pose.warp.level_intrinsics` uses. Both kinds follow it: the
-U-Net's max-pool and a backbone's strided convs (on an input zero-padded at the bottom
-and right only) and the intensities' average pooling.
+A `Pyramid` holds one (B, C, h, w) map per stride s, and where each map's pixels sit:
+pixel k of a stride-s map is centred on input pixel s k + o (`offsets`). Pooling (the
+U-Net's max-pool, the intensities' average pooling) covers [k s, (k + 1) s), so
+o = (s - 1) / 2; timm's strided convolutions (odd kernels padded (k - 1) / 2) centre
+pixel k on s k, o = 0. `level_offsets` measures o from the network's own layers, and
+`pipeline.pose.warp.level_intrinsics` turns it into each level's intrinsics.
 
-Normalisation (why): the Huber scale is set from the residuals themselves, but the
-cost at different levels should still weigh pixels alike, and a learned feature's
-magnitude varies with the activation, not with the match. Encoder features are
-therefore centred (each channel's mean over the image removed: post-ReLU maps share a
-large positive offset that would make every pixel's direction alike) and then
-L2-normalised over channels per pixel (as PixLoc and GN-Net do): each pixel's feature
-is a unit vector and a residual's norm is in [0, 2] at every level. On 8 synthetic
-pairs (3 cm, 2 deg) centring halved the untrained tiny encoder's median error against
-plain L2 (docs/pose.md).
+Normalisation (why): a learned feature's magnitude varies with the activation, not with
+the match, so each pixel's encoder feature is L2-normalised over channels (as PixLoc and
+GN-Net do). Post-ReLU maps also share a large positive offset that makes every pixel's
+direction alike; it is removed per *pair* in `project_pair` (the mean of both frames),
+never per image: centring each image on its own mean gives the same 3-D point different
+features in the two frames whenever their views differ. `project_pair` also projects a
+level's C channels onto the pair's leading principal components (PixLoc aligns 32-128
+channels; the coarse U-Net levels carry 128-512) and renormalises, so a residual's norm
+is in [0, 2] at every level.
 Intensities are standardised per image and channel (zero mean, unit standard
-deviation), which also cancels a global exposure change between the two frames.
+deviation): for them per-image statistics are the point, they cancel a global exposure
+change between the two frames.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.model.build import DepthNet, build_model
+from pipeline.pose.serial import one_thread
 
 FeatureKind = Literal["encoder", "rgb"]
 FEATURE_KINDS: tuple[str, ...] = ("encoder", "rgb")
@@ -51,10 +54,21 @@ class Pyramid:
     strides: tuple[int, ...]
     image_hw: tuple[int, int]
     kind: str
+    offsets: tuple[float, ...] = ()
+    """Input pixel of each map's pixel-0 centre; empty: (s - 1) / 2 each (pooled maps)."""
+
+    def __post_init__(self) -> None:
+        """Fills `offsets` and checks it has one entry per level."""
+        if not self.offsets:
+            object.__setattr__(self, "offsets", tuple((s - 1) / 2 for s in self.strides))
+        if len(self.offsets) != len(self.strides) or len(self.levels) != len(self.strides):
+            raise ValueError(
+                f"Pyramid: {len(self.levels)} maps, {len(self.strides)} strides, {len(self.offsets)} offsets"
+            )
 
     def take(self, index: slice | torch.Tensor | list[int]) -> Pyramid:
         """The frames `index` picks (a slice, or indices) as a pyramid: e.g. targets `[:-1]`, sources `[1:]`."""
-        return Pyramid(tuple(f[index] for f in self.levels), self.strides, self.image_hw, self.kind)
+        return Pyramid(tuple(f[index] for f in self.levels), self.strides, self.image_hw, self.kind, self.offsets)
 
     @staticmethod
     def cat(pyramids: list[Pyramid]) -> Pyramid:
@@ -62,8 +76,10 @@ class Pyramid:
         first = pyramids[0]
         if any((p.strides, p.image_hw, p.kind) != (first.strides, first.image_hw, first.kind) for p in pyramids):
             raise ValueError("pyramids differ in kind, strides or frame size")
+        if any(p.offsets != first.offsets for p in pyramids):
+            raise ValueError("pyramids differ in their pixel grids (offsets)")
         levels = tuple(torch.cat(maps) for maps in zip(*(p.levels for p in pyramids), strict=True))
-        return Pyramid(levels, first.strides, first.image_hw, first.kind)
+        return Pyramid(levels, first.strides, first.image_hw, first.kind, first.offsets)
 
 
 def model_strides(model: DepthNet) -> tuple[int, ...]:
@@ -72,6 +88,49 @@ def model_strides(model: DepthNet) -> tuple[int, ...]:
     if reductions is not None:
         return tuple(int(r) for r in reductions)
     return tuple(2**k for k in range(model.cfg.depth + 1))
+
+
+_OFFSETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def level_offsets(model: DepthNet) -> tuple[float, ...]:
+    """Per `encode` map, the input pixel its pixel 0 is centred on, traced through the network's own layers.
+
+    Each strided conv or pool (kernel k, stride s, padding p, dilation d) centres its
+    output pixel j on input s j + (d (k - 1) / 2 - p); composed along the maps' resolutions
+    from the input's. One small forward pass per model, cached (weights do not matter).
+    """
+    if model in _OFFSETS:
+        return _OFFSETS[model]
+    strides = model_strides(model)
+    size = 4 * max(strides)  # divisible by every stride
+    grid: dict[int, tuple[int, float]] = {size: (1, 0.0)}  # map height -> (stride, offset)
+
+    def hook(mod: torch.nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        r, o = grid.get(int(inp[0].shape[-2]), (1, 0.0))
+        k, s, p, d = (_first(getattr(mod, a, 1)) for a in ("kernel_size", "stride", "padding", "dilation"))
+        if s > 1:
+            grid.setdefault(int(out.shape[-2]), (r * s, o + r * (d * (k - 1) / 2 - p)))
+
+    kinds = (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            maps = model.encode(torch.zeros(1, 3, size, size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    out = tuple(grid.get(int(f.shape[-2]), (s, (s - 1) / 2))[1] for f, s in zip(maps, strides, strict=True))
+    _OFFSETS[model] = out
+    return out
+
+
+def _first(x: int | tuple | str) -> int:
+    """A layer's kernel, stride, padding or dilation along the height (timm's 'same' padding counts as centred)."""
+    if isinstance(x, str):
+        return 0
+    return int(x[0]) if isinstance(x, tuple) else int(x)
 
 
 def _pick(maps: list[torch.Tensor], have: tuple[int, ...], want: tuple[int, ...]) -> tuple[tuple, tuple]:
@@ -83,12 +142,58 @@ def _pick(maps: list[torch.Tensor], have: tuple[int, ...], want: tuple[int, ...]
 
 
 def _encoder_pyramid(model: DepthNet, feats: list[torch.Tensor], want: tuple[int, ...], hw: tuple[int, int]) -> Pyramid:
-    """The encoder's maps at the wanted strides, centred and L2-normalised per pixel."""
+    """The encoder's maps at the wanted strides, L2-normalised per pixel (centring waits for the pair)."""
     maps = [f.float() for f in feats]  # finest first
-    maps = [f - f.mean(dim=(2, 3), keepdim=True) for f in maps]  # centred per image and channel
-    maps = [f / (f.norm(dim=1, keepdim=True) + EPS) for f in maps]  # (B, C_l, h_l, w_l) unit vectors
-    levels, kept = _pick(maps, model_strides(model), want)
-    return Pyramid(levels=levels, strides=kept, image_hw=hw, kind="encoder")
+    maps = [_unit(f) for f in maps]  # (B, C_l, h_l, w_l) unit vectors
+    strides = model_strides(model)
+    offsets = dict(zip(strides, level_offsets(model), strict=True))
+    levels, kept = _pick(maps, strides, want)
+    return Pyramid(levels=levels, strides=kept, image_hw=hw, kind="encoder", offsets=tuple(offsets[s] for s in kept))
+
+
+PCA_PIXELS = 4096  # pixels per frame the pair's covariance is estimated from (a strided subset beyond)
+
+
+def project_pair(f_tgt: torch.Tensor, f_src: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres two (B, C, h, w) encoder maps on their pair's mean, keeps `channels` principal components, renormalises.
+
+    The mean and the principal axes are the pair's (both frames' pixels together), so the
+    same 3-D point keeps the same feature in both frames. With C <= `channels` only the
+    centring and renormalising happen. Returns (B, c, h, w) twice, unit vectors per pixel.
+    """
+    B, C, h, w = f_tgt.shape
+    step = max(1, (h * w) // PCA_PIXELS)
+    sub = torch.cat([f_tgt.flatten(2)[..., ::step], f_src.flatten(2)[..., ::step]], dim=2)  # (B, C, m)
+    mean = sub.mean(dim=2, keepdim=True)[..., None]  # (B, C, 1, 1)
+    if channels >= C:
+        return tuple(_unit(f - mean) for f in (f_tgt, f_src))  # type: ignore[return-value]
+    x = sub - mean[..., 0]
+    P = _leading_axes(x @ x.transpose(1, 2), channels).transpose(1, 2)  # (B, c, C)
+    out = (_unit((P @ (f - mean).flatten(2)).reshape(B, channels, h, w)) for f in (f_tgt, f_src))
+    return tuple(out)  # type: ignore[return-value]
+
+
+SUBSPACE_ITERATIONS = 4  # power steps: the 32-dim subspace settles in a few (a full eigh cost 10-50x more here)
+
+
+def _leading_axes(S: torch.Tensor, k: int) -> torch.Tensor:  # noqa: N803
+    """(B, C, k) orthonormal basis of the k leading eigenvectors' span of PSD (B, C, C), by subspace iteration.
+
+    Starts from the k columns of S with the largest norms (deterministic; they already lie
+    mostly in the leading span), then alternates S Q and a QR.
+    """
+    start = S.norm(dim=1).topk(k, dim=1).indices  # (B, k)
+    Q = S.gather(2, start[:, None].expand(-1, S.shape[1], -1))  # (B, C, k)
+    with one_thread(S.device):  # tiny batched QRs: threads only wait on each other (serial.py)
+        Q = torch.linalg.qr(Q)[0]
+        for _ in range(SUBSPACE_ITERATIONS):
+            Q = torch.linalg.qr(S @ Q)[0]
+    return Q
+
+
+def _unit(f: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) maps scaled to unit length per pixel."""
+    return f / ((f * f).sum(1, keepdim=True).sqrt() + EPS)
 
 
 @torch.no_grad()

@@ -1,10 +1,13 @@
-"""Batched SE(3) for the pose solver: kornia's exp/log, plus the few closed forms it lacks as matrices.
+"""Batched SE(3) for the pose solver: a closed-form exp, kornia's log, and a few matrix helpers.
 
 Poses are (B, 4, 4) float tensors [R t; 0 1]. Tangent vectors are (B, 6) in kornia's
 order xi = (v, w): translation part first (metres), rotation vector second (radians),
-so `exp(xi)` is `kornia.geometry.liegroup.Se3.exp(xi).matrix()`. kornia's exp is
-branch-free (`torch.where` on the small-angle series), so it runs batched on the CPU and
-on CUDA without a host sync and stays finite in float32 at the identity.
+so `exp(xi)` equals `kornia.geometry.liegroup.Se3.exp(xi).matrix()` (tested). The exp is
+written out because the solver calls it once per iteration and kornia's, which builds
+quaternion and Se3 objects, cost 0.88 ms a call against 0.16 ms here (27 % of the
+intensity variant's time, issue 27). Branch-free (`torch.where` on the small-angle
+series), so it runs batched on the CPU and on CUDA without a host sync and is exact at
+the identity in float32.
 """
 
 from __future__ import annotations
@@ -14,10 +17,33 @@ import math
 import torch
 from kornia.geometry.liegroup import Se3
 
+SMALL_ANGLE = 1e-2  # radians: below it the Taylor series (error < theta^4 / 720 ~ 1e-11) replaces the ratios
+
 
 def exp(xi: torch.Tensor) -> torch.Tensor:
-    """(B, 6) tangent vectors (v, w) -> (B, 4, 4) rigid motions."""
-    return Se3.exp(xi).matrix()
+    """(B, 6) tangent vectors (v, w) -> (B, 4, 4) rigid motions: R by Rodrigues, t = V v.
+
+    R = I + a W + b W^2 and V = I + b W + c W^2 with W = [w]_x, theta = |w|,
+    a = sin(theta) / theta, b = (1 - cos(theta)) / theta^2, c = (theta - sin(theta)) / theta^3.
+    """
+    v, w = xi[..., :3], xi[..., 3:]  # (B, 3) each
+    t2 = (w * w).sum(-1, keepdim=True)[..., None]  # (B, 1, 1) theta^2
+    small = t2 < SMALL_ANGLE**2
+    th = torch.where(small, torch.ones_like(t2), t2).sqrt()  # a safe theta where the series is used instead
+    a = torch.where(small, 1 - t2 / 6, torch.sin(th) / th)
+    b = torch.where(small, 0.5 - t2 / 24, (1 - torch.cos(th)) / th**2)
+    c = torch.where(small, 1.0 / 6 - t2 / 120, (th - torch.sin(th)) / th**3)
+    zero = torch.zeros_like(w[..., 0])
+    W = torch.stack(
+        [zero, -w[..., 2], w[..., 1], w[..., 2], zero, -w[..., 0], -w[..., 1], w[..., 0], zero], -1
+    ).reshape(*w.shape[:-1], 3, 3)  # (B, 3, 3)
+    W2 = W @ W
+    eye = torch.eye(3, dtype=xi.dtype, device=xi.device)
+    out = torch.zeros(*xi.shape[:-1], 4, 4, dtype=xi.dtype, device=xi.device)
+    out[..., :3, :3] = eye + a * W + b * W2
+    out[..., :3, 3] = ((eye + b * W + c * W2) @ v[..., None])[..., 0]
+    out[..., 3, 3] = 1
+    return out
 
 
 def log(motion: torch.Tensor) -> torch.Tensor:

@@ -19,10 +19,11 @@ from dataclasses import dataclass, fields
 import torch
 
 from pipeline.camera import Intrinsics
-from pipeline.pose import robust, se3, warp
-from pipeline.pose.features import Pyramid
+from pipeline.pose import cost, robust, se3, warp
+from pipeline.pose.features import Pyramid, project_pair
+from pipeline.pose.serial import one_thread
 
-STATUS = ("converged", "not_finite", "few_valid", "high_residual", "iteration_cap")
+STATUS = ("converged", "not_finite", "few_valid", "high_residual", "iteration_cap", "damping_limit")
 LAMBDA_MAX = 1e4  # LM damping beyond which no descent step exists: the pair sits in a minimum
 
 
@@ -34,8 +35,6 @@ class AlignOptions:
     """Pyramid levels (input pixels per feature pixel) to extract and align over, coarse to fine."""
     iterations: int = 20
     """LM iterations per level at most (as LKVOLearner); a pair still moving at the finest level's cap is flagged."""
-    huber_k: float = 1.345
-    """Huber threshold in robust sigmas (1.4826 x the median residual norm at each level's start)."""
     damping: float = 1e-3
     """Initial Marquardt damping lambda (H + lambda diag H): small, so a good start takes Gauss-Newton steps."""
     step_tol: float = 3e-4
@@ -43,7 +42,11 @@ class AlignOptions:
     cost_rtol: float = 1e-3
     """...or when a kept step lowers the cost by less than this fraction (or no step lowers it: lambda > 1e4)."""
     max_points: int = 4096
-    """Pixels per pair and level at most: the usable ones with the strongest Jacobians (bounds an iteration's cost)."""
+    """Points per pair and level at most for a 240x320 frame (scaled with a larger frame's area: `point_budget`)."""
+    channels: int = 32
+    """Encoder levels with more channels are projected onto the pair's leading principal components (PixLoc: 32-128)."""
+    feature_border: int = 4
+    """Encoder levels: level pixels at the map's edge left out, as PixLoc (the convolutions' padding shows there)."""
     min_valid_fraction: float = 0.1
     """Below this fraction of the finest level's points usable (depth, in view), a pair is flagged `few_valid`."""
     max_residual_ratio: float = 0.6
@@ -51,7 +54,13 @@ class AlignOptions:
 
     def __post_init__(self) -> None:
         """Checks the ranges, naming the field."""
-        bad = [f.name for f in fields(self) if f.name != "strides" and not getattr(self, f.name) > 0]
+        bad = [
+            f.name
+            for f in fields(self)
+            if f.name not in ("strides", "feature_border") and not getattr(self, f.name) > 0
+        ]
+        if self.feature_border < 0:
+            bad.append("feature_border (>= 0)")
         if not self.strides or any(s < 1 or s & (s - 1) for s in self.strides):
             bad.append("strides (powers of two >= 1)")
         if bad:
@@ -72,6 +81,8 @@ class AlignResult:
         iterations: (B,) int LM iterations over all levels.
         valid_fraction: (B,) fraction of the finest level's points (min(max_points, h w)) used.
         status: (B,) int index into `STATUS`.
+        covariance: (B, 6, 6) sigma^2 (J^T W J)^-1 at the finest level, order (v, w): metres^2
+            and radians^2; a wide one (e.g. sqrt of its trace) marks a pair as lost.
     """
 
     T: torch.Tensor
@@ -81,102 +92,90 @@ class AlignResult:
     iterations: torch.Tensor
     valid_fraction: torch.Tensor
     status: torch.Tensor
+    covariance: torch.Tensor
 
 
-@dataclass
-class _Level:
-    """What one level's solve holds fixed: target points, target features, Jacobians."""
+def _solve_level(lv: cost.Level, start: torch.Tensor, opts: AlignOptions) -> tuple:
+    """LM on one level from `start` (B, 4, 4); a pair that stops is frozen, then leaves the batch.
 
-    X: torch.Tensor  # (B, N, 3) target-frame points
-    usable: torch.Tensor  # (B, N) depth valid and an interior pixel (has a gradient)
-    f_tgt: torch.Tensor  # (B, C, N): channels first, as grid_sample returns the source's samples
-    J: torch.Tensor  # (B, C, N, 6) d F_tgt(pi(exp(xi) X)) / d xi at 0
-    JtJ: torch.Tensor  # (B, N, 6, 6)
-    f_src: torch.Tensor  # (B, C, h, w) the source map
-    k: torch.Tensor  # (4,) level intrinsics
-
-
-def _prepare(
-    f_tgt: torch.Tensor, f_src: torch.Tensor, depth: torch.Tensor, k: torch.Tensor, stride: int, max_points: int
-) -> _Level:
-    """Back-projects the target's pixels, precomputes the inverse-compositional Jacobians, keeps the strongest.
-
-    Of each pair's usable pixels (depth, interior) at most `max_points` are kept, those
-    with the largest feature-gradient energy sum_c |grad F_c|^2: flat pixels constrain nothing and cost as
-    much as textured ones (DSO's and LSD-SLAM's semi-dense choice).
-    """
-    h, w = f_tgt.shape[-2:]
-    X, has_depth = warp.back_project(warp.pool_depth(depth, stride, (h, w)), k)  # (B, N, 3), (B, N)
-    gu, gv, interior = warp.image_gradient(f_tgt)  # (B, C, N) each, (N,)
-    flat = f_tgt.flatten(2)  # (B, C, N)
-    usable = has_depth & interior
-    if max_points < h * w:  # the gradient energy ranks the pixels before any Jacobian is formed
-        keep = ((gu**2 + gv**2).sum(dim=1) * usable).topk(max_points, dim=1).indices  # (B, n)
-        X, usable = X.gather(1, keep[..., None].expand(-1, -1, 3)), usable.gather(1, keep)
-        flat, gu, gv = (a.gather(2, keep[:, None].expand(-1, a.shape[1], -1)) for a in (flat, gu, gv))
-    J = warp.feature_jacobian(gu, gv, warp.warp_jacobian(X, k)).contiguous()  # (B, C, n, 6), flat for _step
-    Jn = J.permute(0, 2, 1, 3).contiguous()  # (B, n, C, 6): a copy, then one batched product (2x einsum's speed)
-    JtJ = Jn.transpose(-1, -2) @ Jn  # (B, n, 6, 6), once per level
-    return _Level(X, usable, flat, J, JtJ, f_src, k)
-
-
-def _residual(lv: _Level, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Residuals (B, C, N), their norms (B, N) and validity (B, N) at `motion` (B, 4, 4)."""
-    uv, front = warp.project(se3.transform(motion, lv.X), lv.k)
-    f, inside = warp.sample(lv.f_src, uv)  # (B, C, N)
-    r = f - lv.f_tgt
-    valid = lv.usable & front & inside
-    r = torch.where(valid[:, None], r, torch.zeros_like(r))
-    return r, (r * r).sum(1).sqrt(), valid
-
-
-def _step(lv: _Level, r: torch.Tensor, e: torch.Tensor, valid: torch.Tensor, delta, lam) -> torch.Tensor:
-    """The damped Gauss-Newton step xi (B, 6) from the current residuals."""
-    w = robust.huber_weight(e, delta) * valid  # (B, N)
-    B, C, n = r.shape
-    # Both reductions as one batched matrix product over contiguous memory (einsum copied J first).
-    H = (w[:, None] @ lv.JtJ.reshape(B, n, 36)).reshape(B, 6, 6)  # sum_n w J^T J
-    g = ((w[:, None] * r).reshape(B, 1, C * n) @ lv.J.reshape(B, C * n, 6))[:, 0]  # (B, 6) sum_n w J^T r
-    diag = torch.diagonal(H, dim1=-2, dim2=-1)
-    eye = torch.eye(6, device=H.device, dtype=H.dtype)
-    Hd = H + torch.diag_embed(lam[:, None] * diag) + 1e-9 * (diag.mean(-1, keepdim=True)[..., None] + 1e-6) * eye
-    xi = torch.linalg.solve_ex(Hd, g[..., None])[0][..., 0]  # no error check: no host sync, NaN handled below
-    return torch.nan_to_num(xi, nan=0.0, posinf=0.0, neginf=0.0)
-
-
-def _solve_level(lv: _Level, start: torch.Tensor, opts: AlignOptions) -> tuple:
-    """LM on one level from `start` (B, 4, 4).
+    The loop holds only the live pairs' state (motion, normal equations, cost, damping,
+    held costs). Residuals are not kept between iterations and a rejected step reuses H
+    and g as they are; the residuals at the end are recomputed once. Stopped pairs are
+    dropped at each host sync: every iteration on the CPU (a sync costs nothing there),
+    every 5th on CUDA (until then they stay frozen).
 
     Returns:
-        T, converged (B,), iterations (B,), and the final residuals, norms, validity and Huber scale.
+        T (B, 4, 4), stop reason (B,) (`_RUNNING` where the cap ended it), iterations (B,),
+        and at T: residuals (B, C, n), in-view mask (B, n), scale, J^T W J (B, 6, 6), held costs (B, n).
     """
-    T = start
-    B = T.shape[0]
-    r, e, valid = _residual(lv, T)
-    delta = robust.huber_scale(e, valid, opts.huber_k)
-    cost = robust.huber_cost(e, valid, delta)
-    lam = torch.full((B,), opts.damping, device=T.device)
-    active = torch.ones(B, dtype=torch.bool, device=T.device)
-    iters = torch.zeros(B, dtype=torch.long, device=T.device)
+    B, dev = start.shape[0], start.device
+    sc = cost.scale_at(lv, start)
+    r, inview = cost.residual(lv, start)
+    e = cost.norms(r)  # (B, n)
+    H, g = cost.normal_equations(lv, r, robust.weight(e, sc) * inview)
+    held = robust.hold(e, inview, sc)
+    c = robust.cost(e, inview, lv.points, sc, held)
+    lam = torch.full((B,), opts.damping, device=dev)
+    why = torch.full((B,), _RUNNING, dtype=torch.long, device=dev)
+    out = [start.clone(), why.clone(), torch.zeros_like(why), H.clone(), held.clone()]  # T, reason, iters, H, held
+    live, sub, sc_sub, T, n = torch.arange(B, device=dev), lv, sc, start.clone(), torch.zeros_like(why)
     for it in range(opts.iterations):
-        xi = _step(lv, r, e, valid, delta, lam)
+        run = why == _RUNNING  # (b,) frozen pairs take no step
+        xi = _step(H, g, lam)  # (b, 6)
         T_new = T @ se3.exp(-xi)
-        r_new, e_new, valid_new = _residual(lv, T_new)
-        cost_new = robust.huber_cost(e_new, valid_new, delta)
-        ok = active & torch.isfinite(cost_new) & (cost_new < cost)
-        tiny = xi.norm(dim=-1) < opts.step_tol  # stops whether or not the step was kept: nothing left to gain
-        flat = cost - cost_new < opts.cost_rtol * cost
+        r_new, in_new = cost.residual(sub, T_new)
+        e_new = cost.norms(r_new)
+        c_new = robust.cost(e_new, in_new, sub.points, sc_sub, held)
+        ok = run & torch.isfinite(c_new) & (c_new < c)
         T = torch.where(ok[:, None, None], T_new, T)
-        r = torch.where(ok[:, None, None], r_new, r)
-        e, valid = torch.where(ok[:, None], e_new, e), torch.where(ok[:, None], valid_new, valid)
-        cost = torch.where(ok, cost_new, cost)
-        lam = torch.where(ok, lam / 10, lam * 10)
-        iters += active.long()
-        active = active & ~(tiny | (ok & flat) | (lam > LAMBDA_MAX))
-        # Stopping early needs the flags on the host: every iteration on the CPU (free), every 5th elsewhere.
-        if (T.device.type == "cpu" or it % 5 == 4) and not bool(active.any()):
-            break
-    return T, ~active, iters, r, e, valid, delta
+        held = torch.where(ok[:, None], robust.hold(e_new, in_new, sc_sub, held), held)
+        if dev.type != "cpu" or bool(ok.any()):  # all rejected: H and g stand (a sync on CPU only)
+            H_new, g_new = cost.normal_equations(sub, r_new, robust.weight(e_new, sc_sub) * in_new)
+            H, g = torch.where(ok[:, None, None], H_new, H), torch.where(ok[:, None], g_new, g)
+        gain, c = c - c_new, torch.where(ok, c_new, c)
+        lam = torch.where(ok, lam / 10, torch.where(run, lam * 10, lam))
+        why = torch.where(run, _stop_reason(xi, ok, gain, c_new, lam, opts), why)
+        n = n + run.long()
+        last = it == opts.iterations - 1
+        if dev.type == "cpu" or it % 5 == 4 or last:
+            going = why == _RUNNING
+            if last or not bool(going.all()):
+                for o, x in zip(out, (T, why, n, H, held), strict=True):
+                    o[live] = x
+                live, T, H, g, c, lam, held, why, n = (x[going] for x in (live, T, H, g, c, lam, held, why, n))
+                if live.numel() == 0:
+                    break
+                sub, sc_sub = lv.take(live), robust.Scale(sc.delta[live])
+    r, inview = cost.residual(lv, out[0])
+    return out[0], out[1], out[2], r, inview, sc, out[3], out[4]
+
+
+_RUNNING, _SMALL_STEP, _DAMPED = 0, 1, 2  # why a pair's level ended (or not)
+
+
+def _stop_reason(xi, ok, gain, c_new, lam, opts: AlignOptions) -> torch.Tensor:
+    """Why each live pair stops: (b,) `_SMALL_STEP`, `_DAMPED` or `_RUNNING`.
+
+    `_SMALL_STEP` (converged): the undamped step, kept or not, or the kept step's gain is
+    negligible; `_DAMPED`: no step lowers the cost even damped to nothing (stuck, not converged).
+    """
+    # |xi| (1 + lam) approximates the undamped Gauss-Newton step (and gain (1 + lam) its gain, to first order):
+    # a step made small by damping is no convergence; such a pair ends at the damping limit.
+    damped = 1 + lam
+    small = (xi.norm(dim=-1) * damped < opts.step_tol) | (ok & (gain * damped < opts.cost_rtol * c_new.abs()))
+    why = torch.full_like(lam, _RUNNING, dtype=torch.long)
+    why = torch.where(lam > LAMBDA_MAX, _DAMPED, why)
+    return torch.where(small, _SMALL_STEP, why)
+
+
+def _step(H: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:  # noqa: N803
+    """The damped Gauss-Newton step xi (b, 6) solving (H + lam diag H) xi = g."""
+    diag = torch.diagonal(H, dim1=-2, dim2=-1)  # (b, 6)
+    eye = torch.eye(6, device=H.device, dtype=H.dtype)
+    Hd = H + torch.diag_embed(lam[:, None] * diag) + 1e-9 * (diag.mean(-1, keepdim=True)[..., None] + 1e-6) * eye
+    with one_thread(H.device):  # a batch of 6x6 systems: threads only wait on each other (serial.py)
+        xi = torch.linalg.solve_ex(Hd, g[..., None])[0][..., 0]  # no error check: no host sync, NaN handled below
+    return torch.nan_to_num(xi, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 @torch.no_grad()
@@ -218,37 +217,72 @@ def align(
     start = torch.where(torch.isfinite(start).flatten(1).all(1)[:, None, None], start, eye)  # a NaN init: identity
     T, iters = start, torch.zeros(B, dtype=torch.long, device=device)
     for i in reversed(range(len(target.strides))):  # coarse to fine
-        k = warp.level_intrinsics(camera, target.strides[i], device)
-        lv = _prepare(target.levels[i], source.levels[i], depth_tgt.to(device), k, target.strides[i], opts.max_points)
-        T, done, n, r, e, valid, delta = _solve_level(lv, T, opts)
+        lv = _level(target, source, i, depth_tgt.to(device), camera, opts)
+        T, reason, n, r, inview, sc, H, held = _solve_level(lv, T, opts)
         iters += n
-    return _result(lv, T, start, done, iters, r, e, valid, delta, opts)
+    return _result(lv, T, start, reason, iters, r, inview, sc, H, held, opts)
 
 
-def _result(lv: _Level, motion, start, done, iters, r, e, valid, delta, opts: AlignOptions) -> AlignResult:
+def _level(target: Pyramid, source: Pyramid, i: int, depth: torch.Tensor, camera: Intrinsics, opts) -> cost.Level:
+    """Level i's fixed terms: the pair-projected maps (encoder), depth at its pixel centres, its intrinsics."""
+    s, o = target.strides[i], target.offsets[i]
+    f_tgt, f_src = target.levels[i], source.levels[i]
+    border = 0
+    if target.kind == "encoder":  # learned features: pair-shared centring and projection, border margin
+        f_tgt, f_src = project_pair(f_tgt, f_src, opts.channels)
+        h, w = f_tgt.shape[-2:]
+        border = min(opts.feature_border, max(0, (min(h, w) - 8) // 4))  # a tiny map keeps half its pixels
+    k = warp.level_intrinsics(camera, s, depth.device, o)
+    d = warp.sample_depth(depth, s, (int(f_tgt.shape[-2]), int(f_tgt.shape[-1])), o)
+    return cost.prepare(f_tgt, f_src, d, k, point_budget(target.image_hw, opts), border)
+
+
+REFERENCE_PIXELS = 240 * 320  # the frame size `max_points` is set for
+
+
+def point_budget(image_hw: tuple[int, int], opts: AlignOptions) -> int:
+    """Points per level for frames of `image_hw`: `max_points`, times the area beyond 240x320.
+
+    Why scale: a fixed budget keeps a shrinking share of a larger frame's pixels, only the
+    very strongest edges, and made 480x640 less accurate than 240x320 on real frames
+    (fr1_rpy dev, intensities + sensor: ATE 20.3 against 19.2 mm; 15.5 mm with the budget
+    scaled). Smaller frames keep `max_points` (fewer lost accuracy at 128x160).
+    """
+    return int(opts.max_points * max(1.0, image_hw[0] * image_hw[1] / REFERENCE_PIXELS))
+
+
+def _result(lv: cost.Level, motion, start, reason, iters, r, inview, sc, H, held, opts: AlignOptions) -> AlignResult:  # noqa: N803
     """Flags and fall-backs from the finest level's final state."""
     T = motion
-    n = valid.sum(dim=1).clamp_min(1)
-    frac = valid.float().mean(dim=1)
-    mean = (lv.f_tgt * valid[:, None]).sum(dim=2, keepdim=True) / n[:, None, None]  # (B, C, 1)
-    spread = (((lv.f_tgt - mean) ** 2).sum(1) * valid).sum(dim=1)  # (B,)
+    n = inview.sum(dim=1).clamp_min(1)
+    frac = inview.float().mean(dim=1)
+    mean = (lv.f_tgt * inview[:, None]).sum(dim=2, keepdim=True) / n[:, None, None]  # (B, C, 1)
+    spread = (((lv.f_tgt - mean) ** 2).sum(1) * inview).sum(dim=1)  # (B,)
     ratio = (r**2).sum(dim=(1, 2)) / spread.clamp_min(1e-12)
-    cost = robust.huber_cost(e, valid, delta)
-    finite = torch.isfinite(T).flatten(1).all(dim=1) & torch.isfinite(cost)
+    e = cost.norms(r)
+    c = robust.cost(e, inview, lv.points, sc, held)
+    finite = torch.isfinite(T).flatten(1).all(dim=1) & torch.isfinite(c)
     few = frac < opts.min_valid_fraction
     status = torch.full_like(iters, STATUS.index("converged"))
-    status = torch.where(~done, STATUS.index("iteration_cap"), status)
+    status = torch.where(reason == _RUNNING, STATUS.index("iteration_cap"), status)
+    status = torch.where(reason == _DAMPED, STATUS.index("damping_limit"), status)
     status = torch.where(ratio > opts.max_residual_ratio, STATUS.index("high_residual"), status)
     status = torch.where(few, STATUS.index("few_valid"), status)
     status = torch.where(~finite, STATUS.index("not_finite"), status)
     fall_back = (~finite | few)[:, None, None]
     T = torch.where(fall_back, start, torch.nan_to_num(T))
+    # Gauss-Newton covariance: sigma^2 (J^T W J)^-1, sigma^2 the weighted residual energy per point.
+    w = robust.weight(e, sc) * inview
+    sigma2 = (w * e * e).sum(1) / (n - 6).clamp_min(1)
+    with one_thread(H.device):
+        cov = torch.linalg.pinv(H.double()).float() * sigma2[:, None, None]
     return AlignResult(
         T=T,
         converged=status == 0,
-        residual=torch.nan_to_num(cost, nan=float("inf")),
+        residual=torch.nan_to_num(c, nan=float("inf")),
         residual_ratio=torch.nan_to_num(ratio, nan=float("inf")),
         iterations=iters,
         valid_fraction=frac,
         status=status,
+        covariance=torch.nan_to_num(cov, nan=float("inf")),
     )
