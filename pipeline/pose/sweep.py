@@ -19,7 +19,7 @@ import torch
 
 from pipeline.config import Params
 from pipeline.model import DepthNet
-from pipeline.pose.estimate import Variant, baseline, estimate, pairs_for
+from pipeline.pose.estimate import Estimates, Pairs, Variant, baseline, estimate_group, pairs_for
 from pipeline.pose.frames import SequenceFrames, load_frames
 from pipeline.pose.scores import MethodScores, collect, pair_rows, true_motion
 from pipeline.pose.solver import AlignOptions
@@ -47,15 +47,20 @@ class Sweep:
     native: dict[str, list[int]] = field(default_factory=dict)  # sequence -> its frames' own [h, w]
 
 
-def _estimates(m: Method, frames: SequenceFrames, pairs, nets: dict[str, DepthNet], depth: np.ndarray,
-               params: Params, dev: torch.device):  # fmt: skip
-    if isinstance(m, str):
-        return baseline(m, frames, pairs)
+def _estimates(methods: Sequence[Method], frames: SequenceFrames, pairs: Pairs, nets: dict[str, DepthNet],
+               depth: np.ndarray, params: Params, dev: torch.device) -> dict[str, Estimates]:  # fmt: skip
+    """Every method's estimates; variants that share features and weights share one extraction of each frame."""
+    out = {m: baseline(m, frames, pairs) for m in methods if isinstance(m, str)}
     options = AlignOptions(iterations=params.pose.iterations)
-    net = nets.get(m.weights)  # None for intensities: they need no network
-    if net is None and m.features == "encoder":
-        raise ValueError(f"variant {m.name} needs the {m.weights} network")
-    return estimate(frames, pairs, m, net, depth, options, params.pose.batch_size, dev)  # type: ignore[arg-type]
+    groups: dict[tuple[str, str], list[Variant]] = {}
+    for v in (m for m in methods if isinstance(m, Variant)):
+        groups.setdefault((v.features, v.weights), []).append(v)
+    for (features, weights), group in groups.items():
+        net = nets.get(weights)  # None for intensities: they need no network
+        if net is None and features == "encoder":
+            raise ValueError(f"variants {[v.name for v in group]} need the {weights} network")
+        out |= estimate_group(frames, pairs, group, net, depth, options, params.pose.batch_size, dev)  # type: ignore[arg-type]
+    return out
 
 
 def sweep(
@@ -88,9 +93,10 @@ def sweep(
                  len(methods))  # fmt: skip
         out.frames[seq.name], out.trajectories[seq.name] = frames, {}
         out.native[seq.name] = [seq.intrinsics.height, seq.intrinsics.width]
+        estimates = _estimates(methods, frames, pairs, nets, depth, params, dev)
         for m in methods:
             name = method_name(m)
-            est = _estimates(m, frames, pairs, nets, depth, params, dev)
+            est = estimates[name]
             table, success = pair_rows(frames, pairs, gt, name, est, thresholds)
             out.rows.append(table)
             traj = collect(out.scores[name], frames, pairs, gt, est, success)
