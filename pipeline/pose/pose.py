@@ -32,7 +32,16 @@ from pipeline.model import DepthNet, load_model
 from pipeline.pose.estimate import variants
 from pipeline.pose.frames import SequenceFrames
 from pipeline.pose.reference import meta, needs_model
-from pipeline.pose.results import TRAJECTORIES, headline, merge, read_reference, table, write_pairs, write_trajectories
+from pipeline.pose.results import (
+    TRAJECTORIES,
+    check_reference,
+    headline,
+    merge,
+    read_reference,
+    table,
+    write_pairs,
+    write_trajectories,
+)
 from pipeline.pose.sweep import Method, Sweep, sweep
 from pipeline.sequences.layout import list_sequences
 from pipeline.tracking import resume_run
@@ -82,6 +91,7 @@ def run(params: Params, root: Path) -> dict[str, Any]:
         full: dict[str, Any] = {**reference, "enabled": False}
         done = Sweep(scores={})
     else:
+        check_reference(reference, params.pose.gaps, [f.name for f in folders])
         own, done = _score_model_variants(params, root, folders)
         full = merge(reference, own)
     write_pairs(paths.pose_pairs, [reference_rows, *done.rows])

@@ -118,6 +118,22 @@ def read_reference(folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     return full, rows
 
 
+def check_reference(reference: dict[str, Any], gaps: list[int], sequences: list[str]) -> None:
+    """Fails fast, before any alignment, when pose_reference scored other gaps or sequences than asked now.
+
+    Raises:
+        PipelineError: naming what differs and how to refresh it.
+    """
+    for key, asked in (("gaps", list(gaps)), ("sequences", sorted(sequences))):
+        scored = reference.get(key)
+        scored = sorted(scored) if key == "sequences" and scored else scored
+        if scored != asked:
+            raise PipelineError(
+                f"pose_reference scored {key} {scored}, pose is asked for {asked}: its output is stale; "
+                "run dvc repro (or dvc repro -f pose_reference)"
+            )
+
+
 def merge(reference: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     """One table: `own`'s meta and methods, with the reference methods beside them.
 
