@@ -3,15 +3,17 @@
     python -m pipeline.odometry SEQUENCE --out TRAJ.txt [--model models/model.pt]
         [--features encoder|rgb] [--depth predicted|sensor] [--intrinsics FX FY CX CY]
 
-SEQUENCE is a folder in TUM RGB-D's layout (rgb.txt, depth.txt, optional groundtruth.txt;
-intrinsics from its calibration.txt, TUM's freiburg values by name, or --intrinsics) or a
-plain folder of images taken in name order (with --intrinsics; predicted depth only).
-Frames are processed at the model's training resolution (or --size without a model),
-the intrinsics scaled to it. Each pair (k, k+1) starts from the previous pair's motion (a
-constant-velocity guess); a pair that does not converge from there is solved again from
-the identity and the lower-residual result kept. The trajectory is camera-to-world, the
-first frame at the origin, written in TUM's format; with ground truth, ATE and RPE (evo)
-are printed.
+SEQUENCE is a folder in TUM RGB-D's layout (rgb.txt, depth.txt, optional groundtruth.txt)
+or a plain folder of images taken in name order (with --intrinsics; predicted depth
+only). Intrinsics: --intrinsics when given (it wins), else the folder's calibration.txt,
+else TUM's freiburg values by the folder's name. Frames are processed at the model's
+training resolution (or --size without a model), the intrinsics scaled to it. Each pair
+(k, k+1) starts from the previous pair's motion (a constant-velocity guess); a pair that
+does not converge from there is solved again from the identity and the result that
+explains more of the target kept (`better`). The trajectory is camera-to-world, the first
+frame at the origin, written in TUM's format. With ground truth, ATE and RPE (evo's
+errors) are printed over the frames that have a ground-truth pose within 0.02 s (the
+nearest, as TUM's tools; docs/odometry-protocol.md), with their counts.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pipeline.logs import setup_logging
 from pipeline.model import DepthNet, load_model
 from pipeline.pose.features import FEATURE_KINDS, Pyramid, extract, extract_with_depth
 from pipeline.pose.frames import SequenceFrames, frames_from_images, load_frames, read_rgb
-from pipeline.pose.solver import AlignOptions, align
+from pipeline.pose.solver import AlignOptions, AlignResult, align
 from pipeline.sequences.layout import pose_line, read_sequence
 from pipeline.trajectory.metrics import score_trajectory
 from pipeline.trajectory.poses import chain
@@ -45,21 +47,38 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_SIZE = (240, 320)  # without a model: NYU's 480x640 halved, the training default
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none (None: the help text says what applies)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.odometry", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m pipeline.odometry",
+        description=__doc__.splitlines()[0],
+        formatter_class=_Help,
+    )
     ap.add_argument("sequence", type=Path, help="a TUM-layout folder, or a folder of images in name order")
     ap.add_argument(
         "--out", type=Path, required=True, help="the trajectory, TUM format (timestamp tx ty tz qx qy qz qw)"
     )
     ap.add_argument("--model", type=Path, help="the depth network (models/model.pt): needed for encoder features "
                     "or predicted depth")  # fmt: skip
-    ap.add_argument("--features", choices=FEATURE_KINDS, default="encoder")
-    ap.add_argument("--depth", choices=("predicted", "sensor"), default="predicted")
+    ap.add_argument("--features", choices=FEATURE_KINDS, default="encoder",
+                    help="what is aligned: the network's encoder pyramid, or image intensities")  # fmt: skip
+    ap.add_argument("--depth", choices=("predicted", "sensor"), default="predicted",
+                    help="the target frame's depth: the network's, or depth.txt's sensor frames")  # fmt: skip
     ap.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
-                    help="pixels, at the images' own size (overrides calibration.txt and TUM's values)")  # fmt: skip
+                    help="pixels, at the images' own size; wins over calibration.txt and TUM's values "
+                    "(default: calibration.txt, else TUM's freiburg values by the folder's name)")  # fmt: skip
     ap.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="working resolution without a model "
-                    f"(default {DEFAULT_SIZE[0]} {DEFAULT_SIZE[1]}); with one, its training resolution")  # fmt: skip
+                    f"(default: {DEFAULT_SIZE[0]} {DEFAULT_SIZE[1]}); with one, its training resolution")  # fmt: skip
     ap.add_argument("--fps", type=float, default=30.0, help="a plain folder's frame rate, for its timestamps")
+    ap.add_argument("--groundtruth", choices=("nearest", "interpolated"), default="nearest",
+                    help="ground truth per frame: the nearest pose within 0.02 s (TUM's tools, evo), or "
+                    "slerped to the frame's time (labelled in the output; not the field's figure)")  # fmt: skip
     ap.add_argument("--iterations", type=int, default=AlignOptions().iterations, help="LM iterations per level")
     ap.add_argument("--device", default="auto", help="auto | cuda | mps | cpu")
     return ap.parse_args(argv)
@@ -92,7 +111,12 @@ def load(a: argparse.Namespace, hw: tuple[int, int]) -> SequenceFrames:
     """The sequence's frames at `hw`, from a TUM-layout folder or a plain folder of images."""
     k = a.intrinsics
     if (a.sequence / "rgb.txt").is_file():
-        seq = read_sequence(a.sequence, require_depth=a.depth == "sensor", require_groundtruth=False)
+        seq = read_sequence(
+            a.sequence,
+            require_depth=a.depth == "sensor",
+            require_groundtruth=False,
+            interpolate_groundtruth=a.groundtruth == "interpolated",
+        )
         if k is not None:
             native = seq.intrinsics
             seq = replace(seq, intrinsics=Intrinsics(k[0], k[1], k[2], k[3], native.width, native.height))
@@ -124,13 +148,24 @@ def track(frames: SequenceFrames, model: DepthNet | None, features: str, depth: 
         source, d_source = _frame(frames, k + 1, model, features, depth, options, device)
         r = align(target, source, d_target, frames.intrinsics, velocity, options)
         if not bool(r.converged[0]):
-            fresh = align(target, source, d_target, frames.intrinsics, None, options)
-            if bool(fresh.converged[0]) or float(fresh.residual[0]) < float(r.residual[0]):
-                r = fresh
+            r = better(r, align(target, source, d_target, frames.intrinsics, None, options))
         motions[k], converged[k] = r.T[0].double().cpu().numpy(), bool(r.converged[0])
         velocity = r.T
         target, d_target = source, d_source
     return Odometry(frames.times, chain(motions), converged, time.perf_counter() - start)
+
+
+def better(first: AlignResult, second: AlignResult) -> AlignResult:
+    """The better of two solves of one pair (batch of 1): a converged one, else the lower residual ratio.
+
+    Not the lower `residual`: each solve sets its own Huber scale from its own residuals
+    (`robust.huber_scale`), so a solve stuck where the residuals are large gets a large
+    scale and a deceptively small mean Huber cost. `residual_ratio` (unexplained over total
+    target-feature variance on the pixels used) needs no scale, so the two compare.
+    """
+    if bool(first.converged[0]) != bool(second.converged[0]):
+        return first if bool(first.converged[0]) else second
+    return second if float(second.residual_ratio[0]) < float(first.residual_ratio[0]) else first
 
 
 def _frame(frames: SequenceFrames, k: int, model: DepthNet | None, features: str, depth: str,
@@ -179,12 +214,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{a.out}: {len(frames)} frames at {hw[0]}x{hw[1]}, {fps:.2f} frames/s on {device.type}; "
           f"{int(odo.converged.sum())}/{len(odo.converged)} pairs converged")  # fmt: skip
     if frames.poses is not None:
-        s = score_trajectory(frames.times, frames.poses, odo.times, odo.poses, gaps=(1,))
-        se3, sim3, rpe = s["ate"]["se3"], s["ate"]["sim3"], s["rpe"]["gap_1"]
-        print(f"ATE RMSE {se3['rmse_m']:.4f} m (SE(3) aligned), {sim3['rmse_m']:.4f} m (Sim(3), scale "
-              f"{sim3['scale']:.3f}); RPE per frame {rpe['trans_m']['rmse']:.4f} m, "
-              f"{rpe['rot_deg']['rmse']:.3f} deg")  # fmt: skip
+        print(score_line(frames, odo, a.groundtruth))
     return 0
+
+
+def score_line(frames: SequenceFrames, odo: Odometry, groundtruth: str = "nearest") -> str:
+    """The printed scores: ATE (SE(3), Sim(3)) and per-frame RPE over the frames and pairs with ground truth."""
+    m = frames.has_groundtruth
+    s = score_trajectory(frames.times[m], frames.groundtruth[m], odo.times, odo.poses, gaps=(1,))
+    se3, sim3, rpe = s["ate"]["se3"], s["ate"]["sim3"], s["rpe"]["gap_1"]
+    label = "nearest ground-truth pose within 0.02 s" if groundtruth == "nearest" else (
+        "ground truth INTERPOLATED to frame times, not TUM's scoring")  # fmt: skip
+    counts = f"scored {s['frames_scored']}/{s['frames']} frames, {rpe['n']}/{len(odo.times) - 1} pairs"
+    return (f"ATE RMSE {se3['rmse_m']:.4f} m (SE(3) aligned), {sim3['rmse_m']:.4f} m (Sim(3), scale "
+            f"{sim3['scale']:.3f}); RPE per frame {rpe['trans_m']['rmse']:.4f} m, {rpe['rot_deg']['rmse']:.3f} deg; "
+            f"{counts} ({label})")  # fmt: skip
 
 
 if __name__ == "__main__":
