@@ -7,9 +7,11 @@ SEQUENCE is a folder in TUM RGB-D's layout (rgb.txt, depth.txt, optional groundt
 or a plain folder of images taken in name order (with --intrinsics; predicted depth
 only). Intrinsics: --intrinsics when given (it wins), else the folder's calibration.txt,
 else TUM's freiburg values by the folder's name. Frames are processed at the model's
-training resolution (or --size without a model), the intrinsics scaled to it. Each pair
-(k, k+1) starts from the previous pair's motion (a constant-velocity guess); a pair that
-does not converge from there is solved again from the identity and the result that
+training resolution (or --size without a model), the intrinsics scaled to it. Each frame
+is aligned to a keyframe (`--tracking keyframe`, the default: a keyframe serves until a
+frame fails against it or sees less than 80 % of its points; docs/pose.md measures it
+against `--tracking frame`), starting from a constant-velocity guess; a solve that does not
+converge from there is solved again from the previous frame's pose and the result that
 explains more of the target kept (`better`). The trajectory is camera-to-world, the first
 frame at the origin, written in TUM's format. With ground truth, ATE and RPE (evo's
 errors) are printed over the frames that have a ground-truth pose within 0.02 s (the
@@ -40,11 +42,12 @@ from pipeline.pose.frames import SequenceFrames, frames_from_images, load_frames
 from pipeline.pose.solver import AlignOptions, AlignResult, align
 from pipeline.sequences.layout import pose_line, read_sequence
 from pipeline.trajectory.metrics import score_trajectory
-from pipeline.trajectory.poses import chain
+from pipeline.trajectory.poses import check_poses
 
 log = logging.getLogger("pipeline")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_SIZE = (240, 320)  # without a model: NYU's 480x640 halved, the training default
+KEYFRAME_MIN_VALID = 0.8  # of a keyframe's points (AlignResult.valid_fraction) still in view and with depth
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -79,6 +82,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--groundtruth", choices=("nearest", "interpolated"), default="nearest",
                     help="ground truth per frame: the nearest pose within 0.02 s (TUM's tools, evo), or "
                     "slerped to the frame's time (labelled in the output; not the field's figure)")  # fmt: skip
+    ap.add_argument("--tracking", choices=("keyframe", "frame"), default="keyframe",
+                    help="align each frame to a keyframe kept while it holds, or to the previous frame")  # fmt: skip
     ap.add_argument("--iterations", type=int, default=AlignOptions().iterations, help="LM iterations per level")
     ap.add_argument("--device", default="auto", help="auto | cuda | mps | cpu")
     return ap.parse_args(argv)
@@ -90,8 +95,9 @@ class Odometry:
 
     times: np.ndarray  # (N,)
     poses: np.ndarray  # (N, 4, 4) camera-to-world, the first at the origin
-    converged: np.ndarray  # (N - 1,) per frame-to-frame pair
+    converged: np.ndarray  # (N - 1,) per frame: its solve converged
     seconds: float
+    keyframes: np.ndarray | None = None  # (N,) bool: the frames others were tracked against
 
 
 def _check(a: argparse.Namespace) -> None:
@@ -133,26 +139,54 @@ def load(a: argparse.Namespace, hw: tuple[int, int]) -> SequenceFrames:
 
 
 def track(frames: SequenceFrames, model: DepthNet | None, features: str, depth: str, options: AlignOptions,
-          device: torch.device) -> Odometry:  # fmt: skip
-    """Chains frame-to-frame motion into a trajectory, the first frame at the origin.
+          device: torch.device, keyframes: bool = True) -> Odometry:  # fmt: skip
+    """Tracks every frame against a keyframe (or its predecessor) and chains the poses, the first at the origin.
 
-    Pair (k, k + 1) starts from pair (k - 1, k)'s motion (a constant-velocity guess) and is
-    solved again from the identity when it does not converge from there.
+    Frame k is aligned to the current keyframe from the constant-velocity guess (the last
+    motion applied once more) and, when that does not converge, again from the previous
+    frame's pose (`better` keeps one). With `keyframes`, a keyframe serves until a frame
+    fails against it or keeps less than `KEYFRAME_MIN_VALID` of its points in view; then
+    the previous frame becomes the keyframe and frame k is solved against it. Without,
+    every frame is the next one's keyframe (frame-to-frame).
     """
     start = time.perf_counter()
     n = len(frames)
-    motions, converged = np.tile(np.eye(4), (n - 1, 1, 1)), np.zeros(n - 1, bool)
-    target, d_target = _frame(frames, 0, model, features, depth, options, device)
-    velocity = torch.eye(4, device=device)[None]  # (1, 4, 4)
-    for k in range(n - 1):
-        source, d_source = _frame(frames, k + 1, model, features, depth, options, device)
-        r = align(target, source, d_target, frames.intrinsics, velocity, options)
-        if not bool(r.converged[0]):
-            r = better(r, align(target, source, d_target, frames.intrinsics, None, options))
-        motions[k], converged[k] = r.T[0].double().cpu().numpy(), bool(r.converged[0])
-        velocity = r.T
-        target, d_target = source, d_source
-    return Odometry(frames.times, chain(motions), converged, time.perf_counter() - start)
+    poses, converged, is_key = np.tile(np.eye(4), (n, 1, 1)), np.zeros(n - 1, bool), np.zeros(n, bool)
+    key = prev = _frame(frames, 0, model, features, depth, options, device)
+    key_k = 0
+    eye = torch.eye(4, device=device)[None]  # (1, 4, 4)
+    from_key, velocity = eye, eye  # T_prev_from_key, T_prev_from_prevprev
+    for k in range(1, n):
+        cur = _frame(frames, k, model, features, depth, options, device)
+        r = _solve(key, cur, frames.intrinsics, velocity @ from_key, from_key, options)
+        if keyframes and key_k != k - 1 and not _holds(r):
+            key, key_k, from_key = prev, k - 1, eye  # the keyframe no longer serves: its successor takes over
+            r = _solve(key, cur, frames.intrinsics, velocity, eye, options)
+        is_key[key_k] = True
+        T = check_poses(r.T.double().cpu().numpy(), "motion")  # (1, 4, 4) T_k_from_key, projected onto SO(3)
+        poses[k] = poses[key_k] @ np.linalg.inv(T[0])
+        converged[k - 1] = bool(r.converged[0])
+        # Reused as the next guess: projected, so float32 rounding does not compound over the frames.
+        Tt = torch.from_numpy(T).to(device=device, dtype=torch.float32)
+        velocity, from_key = Tt @ torch.linalg.inv(from_key), Tt
+        prev = cur
+        if not keyframes:
+            key, key_k, from_key = cur, k, eye
+    return Odometry(frames.times, poses, converged, time.perf_counter() - start, is_key)
+
+
+def _solve(key: tuple[Pyramid, torch.Tensor], cur: tuple[Pyramid, torch.Tensor], camera: Intrinsics,
+           guess: torch.Tensor, fallback: torch.Tensor, options: AlignOptions) -> AlignResult:  # fmt: skip
+    """T_cur_from_key from `guess` (1, 4, 4), solved again from `fallback` when it does not converge."""
+    r = align(key[0], cur[0], key[1], camera, guess, options)
+    if not bool(r.converged[0]):
+        r = better(r, align(key[0], cur[0], key[1], camera, fallback, options))
+    return r
+
+
+def _holds(r: AlignResult) -> bool:
+    """Whether a keyframe still serves for this frame: the solve converged with enough of its points in view."""
+    return bool(r.converged[0]) and float(r.valid_fraction[0]) >= KEYFRAME_MIN_VALID
 
 
 def better(first: AlignResult, second: AlignResult) -> AlignResult:
@@ -205,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         frames = load(a, hw)
         if len(frames) < 2:
             raise PipelineError(f"{a.sequence}: {len(frames)} frame(s); odometry needs at least two")
-        odo = track(frames, model, a.features, a.depth, AlignOptions(iterations=a.iterations), device)
+        options = AlignOptions(iterations=a.iterations)
+        odo = track(frames, model, a.features, a.depth, options, device, keyframes=a.tracking == "keyframe")
         write_trajectory(a.out, odo.times, odo.poses)
     except PipelineError as e:
         log.error("%s", e)
@@ -218,10 +253,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def score(frames: SequenceFrames, odo: Odometry) -> dict:
+    """`score_trajectory` of the tracked poses against the frames that have ground truth (RPE at gap 1)."""
+    m = frames.has_groundtruth
+    return score_trajectory(frames.times[m], frames.groundtruth[m], odo.times, odo.poses, gaps=(1,))
+
+
 def score_line(frames: SequenceFrames, odo: Odometry, groundtruth: str = "nearest") -> str:
     """The printed scores: ATE (SE(3), Sim(3)) and per-frame RPE over the frames and pairs with ground truth."""
-    m = frames.has_groundtruth
-    s = score_trajectory(frames.times[m], frames.groundtruth[m], odo.times, odo.poses, gaps=(1,))
+    s = score(frames, odo)
     se3, sim3, rpe = s["ate"]["se3"], s["ate"]["sim3"], s["rpe"]["gap_1"]
     label = "nearest ground-truth pose within 0.02 s" if groundtruth == "nearest" else (
         "ground truth INTERPOLATED to frame times, not TUM's scoring")  # fmt: skip
