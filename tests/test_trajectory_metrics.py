@@ -127,7 +127,24 @@ def test_pairs_are_grouped_by_gap() -> None:
     json.dumps(out)  # plain JSON types
 
 
-def test_timestamps_are_associated_with_evo_sync() -> None:
+def test_a_mocap_dropout_leaves_its_frames_and_every_pair_they_end_unscored() -> None:
+    stamps, gt = _handheld(n=20, seed=3)
+    rng = np.random.default_rng(3)
+    est = np.stack([P @ _pose(rng.normal(0, 0.01, 3), rng.normal(0, 0.005, 3)) for P in gt])
+    have = np.ones(20, bool)
+    have[[8, 9]] = False  # 67 ms without ground truth, as TUM's fr1 dropouts
+    out = score_trajectory(stamps[have], gt[have], stamps, est, gaps=(1, 2))
+    assert (out["frames"], out["frames_scored"], out["n_poses"]) == (20, 18, 18)
+    # Gap 1: not (7, 10) as a pair of neighbouring *scored* frames; only the 16 pairs of true neighbours.
+    i = np.array([k for k in range(19) if have[k] and have[k + 1]])
+    trans, rot = pair_errors(relative_motion(gt[i], gt[i + 1]), relative_motion(est[i], est[i + 1]))
+    assert out["rpe"]["gap_1"]["n"] == len(i) == 16
+    assert out["rpe"]["gap_1"]["rot_deg"]["rmse"] == pytest.approx(np.sqrt(np.mean(rot**2)), rel=1e-12)
+    assert out["rpe"]["gap_1"]["trans_m"]["rmse"] == pytest.approx(np.sqrt(np.mean(trans**2)), rel=1e-12)
+    assert out["rpe"]["gap_2"]["n"] == 18 - 4  # of 18 pairs (k, k + 2): (6, 8), (7, 9), (8, 10), (9, 11) dropped
+
+
+def test_timestamps_are_associated_nearest_within_the_tolerance() -> None:
     stamps, gt = _handheld(n=60, seed=6, rate=100.0)  # ground truth at 100 Hz, as TUM's mocap
     est_idx = np.arange(0, 60, 3)
     est_stamps = stamps[est_idx] + 0.004  # the camera's clock, a few ms off

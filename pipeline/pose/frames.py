@@ -33,10 +33,13 @@ class SequenceFrames:
     Attributes:
         name: the sequence's name.
         times: (N,) RGB timestamps, seconds.
-        poses: (N, 4, 4) float64 ground-truth camera-to-world (OpenCV/TUM camera); None without ground truth.
+        poses: (N, 4, 4) float64 ground-truth camera-to-world (OpenCV/TUM camera), a finite
+            placeholder where `has_groundtruth` is False (`Sequence.poses`); None without ground truth.
         rgb: (N, h, w, 3) uint8 (Open3D's input; `rgb_tensor` gives the network's).
         depth: (N, h, w) float32 sensor depth in metres, 0 = no reading.
         intrinsics: the camera at (h, w).
+        has_groundtruth: (N,) bool, the frames with a ground-truth pose: only these are scored
+            (a mocap dropout leaves a few without); all False without ground truth.
     """
 
     name: str
@@ -45,6 +48,7 @@ class SequenceFrames:
     rgb: np.ndarray
     depth: np.ndarray
     intrinsics: Intrinsics
+    has_groundtruth: np.ndarray
 
     def __len__(self) -> int:
         return len(self.times)
@@ -84,13 +88,16 @@ def load_frames(seq: Sequence, hw: tuple[int, int], max_frames: int) -> Sequence
                     seq.name, k.width, k.height, w, h)  # fmt: skip
     rgb = np.stack([resize_rgb(read_rgb(f.rgb_path), h, w) for f in frames])  # (N, h, w, 3)
     depth = np.stack([_depth(f.depth_path, hw) for f in frames])  # (N, h, w)
+    n = len(frames)
+    mask = seq.groundtruth_mask[:n]
     return SequenceFrames(
         name=seq.name,
         times=np.array([f.rgb_time for f in frames]),
-        poses=seq.poses[: len(frames)] if seq.has_groundtruth else None,
+        poses=seq.poses[:n] if mask.any() else None,
         rgb=rgb,
         depth=depth.astype(np.float32),
         intrinsics=k.scaled(w, h),
+        has_groundtruth=mask,
     )
 
 
@@ -118,7 +125,7 @@ def frames_from_images(paths: list[Path], intrinsics: Intrinsics, hw: tuple[int,
         rgb.append(resize_rgb(image, h, w))
     n = len(paths)
     return SequenceFrames(Path(paths[0]).parent.name, np.arange(n) / fps, None, np.stack(rgb),
-                          np.zeros((n, h, w), np.float32), intrinsics.scaled(w, h))  # fmt: skip
+                          np.zeros((n, h, w), np.float32), intrinsics.scaled(w, h), np.zeros(n, bool))  # fmt: skip
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 `associate` is TUM's associate.py: every pair within the tolerance, closest first, each
 timestamp used once. `pose_at` reads a pose from a faster ground-truth stream (the
-mocap's 100 Hz): interpolated between the two samples around the time when both are
-within the tolerance, else the nearest one within it.
+mocap's 100 Hz): by default the nearest sample within the tolerance, as TUM's
+evaluate_ate.py / evaluate_rpe.py and evo's default association do (docs/odometry-protocol.md);
+interpolated between the two samples around the time only when asked (a labelled variant).
 """
 
 from __future__ import annotations
@@ -34,25 +35,33 @@ def associate(a: np.ndarray, b: np.ndarray, tolerance_s: float) -> dict[int, int
     return out
 
 
-def pose_at(t: float, times: np.ndarray, poses: np.ndarray, tolerance_s: float) -> np.ndarray | None:
+def pose_at(
+    t: float, times: np.ndarray, poses: np.ndarray, tolerance_s: float, interpolate: bool = False
+) -> np.ndarray | None:
     """The (4, 4) pose at time `t` from sorted samples `times` (K,), `poses` (K, 4, 4); None if none is near.
 
-    Position is interpolated linearly and rotation by slerp between the samples just before
-    and after `t` when both lie within `tolerance_s`; otherwise the nearest sample within it.
+    The nearest sample within `tolerance_s` (a tie goes to the earlier one). With
+    `interpolate`, position is interpolated linearly and rotation by slerp between the
+    samples just before and after `t` when both lie within `tolerance_s`.
     """
     k = int(np.searchsorted(times, t, side="right"))  # times[k - 1] <= t < times[k]
     before, after = k - 1, k
     near_before = before >= 0 and t - times[before] <= tolerance_s
     near_after = after < len(times) and times[after] - t <= tolerance_s
-    if near_before and near_after and times[after] > times[before]:
-        w = (t - times[before]) / (times[after] - times[before])
-        rot = Slerp([0.0, 1.0], Rotation.from_matrix(poses[[before, after], :3, :3]))([w])
-        out = np.eye(4)
-        out[:3, :3] = rot.as_matrix()[0]
-        out[:3, 3] = (1 - w) * poses[before, :3, 3] + w * poses[after, :3, 3]
-        return out
+    if interpolate and near_before and near_after and times[after] > times[before]:
+        return _interpolated(t, times[[before, after]], poses[[before, after]])
     if near_before and (not near_after or t - times[before] <= times[after] - t):
         return poses[before].copy()
     if near_after:
         return poses[after].copy()
     return None
+
+
+def _interpolated(t: float, times: np.ndarray, poses: np.ndarray) -> np.ndarray:
+    """Linear position and slerp rotation between two samples (2,), (2, 4, 4) around `t`."""
+    w = (t - times[0]) / (times[1] - times[0])
+    rot = Slerp([0.0, 1.0], Rotation.from_matrix(poses[:, :3, :3]))([w])
+    out = np.eye(4)
+    out[:3, :3] = rot.as_matrix()[0]
+    out[:3, 3] = (1 - w) * poses[0, :3, 3] + w * poses[1, :3, 3]
+    return out

@@ -7,6 +7,11 @@ y down, z forward) and `calibration.txt` (`fx fy cx cy`, see `calibration`). Lin
 with `#` are comments. The reader pairs every RGB frame with the nearest depth frame and
 its ground-truth pose by timestamp (`associate`), and every bad input is one
 `PipelineError` line naming the file and line.
+
+TUM's motion capture drops out now and then (fr1/rpy: 130 ms at 1305031244.81-.94): a
+frame with no ground-truth sample within the tolerance is kept, without a pose
+(`RGBDFrame.pose` None, `Sequence.groundtruth_mask` False). Odometry tracks it; scoring
+skips it and every pair it ends, as TUM's tools drop the unmatched (docs/sequences.md).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class RGBDFrame:
     rgb_path: Path
     depth_time: float | None
     depth_path: Path | None
-    pose: np.ndarray | None  # (4, 4) float64 camera-to-world at rgb_time (OpenCV/TUM camera); None: no ground truth
+    pose: np.ndarray | None  # (4, 4) float64 camera-to-world at rgb_time (OpenCV/TUM camera); None: none near
 
 
 @dataclass(frozen=True)
@@ -54,20 +59,32 @@ class Sequence:
     frames: tuple[RGBDFrame, ...]
 
     @property
+    def groundtruth_mask(self) -> np.ndarray:
+        """(N,) bool: the frames with a ground-truth pose within the tolerance (the ones scored)."""
+        return np.array([f.pose is not None for f in self.frames], dtype=bool)
+
+    @property
     def has_groundtruth(self) -> bool:
-        """Whether every frame has its ground-truth pose (False only for `require_groundtruth=False` reads)."""
-        return all(f.pose is not None for f in self.frames)
+        """Whether any frame has a ground-truth pose (False for `require_groundtruth=False` reads without one)."""
+        return bool(self.groundtruth_mask.any())
 
     @property
     def poses(self) -> np.ndarray:
-        """(N, 4, 4) camera-to-world of every frame.
+        """(N, 4, 4) camera-to-world of every frame; a frame without one holds a placeholder.
+
+        The placeholder is the pose of the nearest frame (by index, the earlier on a tie)
+        that has one: finite and near, so plots and chaining stay sane, but never scored
+        (`groundtruth_mask` is False there).
 
         Raises:
-            PipelineError: the sequence was read without ground truth.
+            PipelineError: no frame has a ground-truth pose.
         """
-        if not self.has_groundtruth:
-            raise PipelineError(f"{self.folder / 'groundtruth.txt'}: not found; this sequence has no ground truth")
-        return np.stack([f.pose for f in self.frames if f.pose is not None])
+        mask = self.groundtruth_mask
+        if not mask.any():
+            raise PipelineError(f"{self.folder / 'groundtruth.txt'}: no frame has a ground-truth pose to score against")
+        have = np.nonzero(mask)[0]
+        nearest = have[np.abs(np.arange(len(mask))[:, None] - have[None]).argmin(axis=1)]  # (N,) indices
+        return np.stack([self.frames[k].pose for k in nearest])  # every `nearest` frame has a pose
 
     @property
     def times(self) -> np.ndarray:
@@ -209,14 +226,18 @@ def _check_depth_png(path: Path, listing: Path, number: int) -> None:
 
 
 def read_sequence(
-    folder: Path, tolerance_s: float = 0.02, require_depth: bool = True, require_groundtruth: bool = True
+    folder: Path,
+    tolerance_s: float = 0.02,
+    require_depth: bool = True,
+    require_groundtruth: bool = True,
+    interpolate_groundtruth: bool = False,
 ) -> Sequence:
     """Reads a TUM-layout sequence and associates its RGB, depth and ground truth by timestamp.
 
     Each RGB frame takes the nearest depth frame within `tolerance_s` (TUM's associate.py)
-    and its pose from ground truth (`associate.pose_at`). Frames before the first or
-    after the last ground-truth sample (the mocap not yet or no longer recording) are
-    dropped, as TUM's evaluation does.
+    and the nearest ground-truth pose within `tolerance_s` (`associate.pose_at`, as TUM's
+    evaluation scripts). A frame with none (a mocap dropout, or before the first or after
+    the last sample) is kept with `pose` None: tracked, never scored.
 
     Args:
         folder: the sequence folder.
@@ -226,11 +247,13 @@ def read_sequence(
             and then a missing depth.txt means no depth at all.
         require_groundtruth: False reads a sequence without groundtruth.txt (odometry on
             one's own recording): every frame is kept, with `pose` None.
+        interpolate_groundtruth: slerp the ground truth to each frame's time instead of
+            taking the nearest sample (a labelled variant; not what TUM's tools score).
 
     Raises:
         PipelineError: a listed image is missing, a line is malformed, a depth PNG is not
-            16-bit, a frame inside the ground truth's span has no pose within the window, a
-            quaternion is not unit, or no frame is left.
+            16-bit, a quaternion is not unit, no frame is left, or ground truth is required
+            and no frame has a pose within the window.
     """
     folder = Path(folder)
     rgb_t, rgb_paths, rgb_lines = _images(folder, "rgb.txt")
@@ -245,38 +268,20 @@ def read_sequence(
         j = pairs.get(int(i))
         if j is None and require_depth:
             continue
-        pose = None if gt is None else _frame_pose(folder, gt, float(rgb_t[i]), rgb_lines[i], tolerance_s)
-        if gt is not None and pose is None:
-            continue  # outside the ground truth's span
+        pose = None if gt is None else pose_at(float(rgb_t[i]), *gt, tolerance_s, interpolate_groundtruth)
         if j is not None:
             _check_depth_png(depth_paths[j], folder / "depth.txt", depth_lines[j])
         depth_time, depth_path = (float(depth_t[j]), depth_paths[j]) if j is not None else (None, None)
         frames.append(RGBDFrame(float(rgb_t[i]), rgb_paths[i], depth_time, depth_path, pose))
     if not frames:
+        raise PipelineError(f"{folder}: no RGB frame has depth within {tolerance_s} s; the sequence is empty")
+    scored = sum(f.pose is not None for f in frames)
+    if gt is not None and require_groundtruth and not scored:
         raise PipelineError(
-            f"{folder}: no RGB frame has depth and ground truth within {tolerance_s} s; the sequence is empty"
+            f"{folder / 'groundtruth.txt'}: no RGB frame has a pose within {tolerance_s} s; "
+            "check its timestamps against rgb.txt or widen sequences.tolerance_s"
         )
     with Image.open(frames[0].rgb_path) as img:
         width, height = img.size
-    log.info("%s: %d of %d RGB frames associated", folder.name, len(frames), len(rgb_t))
+    log.info("%s: %d of %d RGB frames associated, %d with ground truth", folder.name, len(frames), len(rgb_t), scored)
     return Sequence(folder.name, folder, read_intrinsics(folder, width, height), tuple(frames))
-
-
-def _frame_pose(
-    folder: Path, gt: tuple[np.ndarray, np.ndarray], t: float, line: int, tolerance_s: float
-) -> np.ndarray | None:
-    """The ground-truth pose at RGB time `t`; None outside the ground truth's span (the frame is dropped).
-
-    Raises:
-        PipelineError: `t` is inside the span but no pose lies within the window.
-    """
-    gt_t, gt_poses = gt
-    if not gt_t[0] - tolerance_s <= t <= gt_t[-1] + tolerance_s:
-        return None
-    pose = pose_at(t, gt_t, gt_poses, tolerance_s)
-    if pose is None:
-        raise PipelineError(
-            f"{folder / 'rgb.txt'} line {line}: no ground-truth pose within {tolerance_s} s of "
-            f"{t:.6f} in groundtruth.txt; fix the file or widen sequences.tolerance_s"
-        )
-    return pose

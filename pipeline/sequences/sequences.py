@@ -88,5 +88,5 @@ def run(params: Params, root: Path) -> dict:
         frames = {p.name: len(read_sequence(p, seq.tolerance_s).frames) for p in list_sequences(staging)}
         write_json_atomic(staging / MANIFEST, {"sequences": to_yaml_dict(seq), "frames": frames})
     for name, n in frames.items():
-        log.info("sequence %s: %d associated RGB-D frames with ground truth", name, n)
+        log.info("sequence %s: %d associated RGB-D frames", name, n)
     return {"sequences": out, "names": sorted(frames), "frames": frames}

@@ -9,9 +9,12 @@ Two entry points, both returning plain JSON-ready dicts with stable keys
   inv(T_j_from_i): translation error |t(E)| in metres, rotation error = angle of R(E)
   in degrees (TUM RGB-D's definition, as evo's `RPE.rpe_base`).
 - `score_trajectory`: a whole estimated trajectory against the ground truth (the
-  odometry CLI): RPE at several frame gaps over all pairs (i, i + gap), and ATE RMSE
-  after Umeyama alignment, SE(3) (the estimates are metric) and Sim(3) (labelled, with
-  the fitted scale). Timestamps are associated with evo's sync first.
+  odometry CLI): RPE at several frame gaps over the pairs (i, i + gap) of estimated
+  frames whose two ends have a ground-truth pose, and ATE RMSE over the frames that
+  have one, after Umeyama alignment, SE(3) (the estimates are metric) and Sim(3)
+  (labelled, with the fitted scale). Each estimated pose takes the nearest ground-truth
+  pose within 0.02 s (TUM's associate.py, `pipeline.sequences.associate`); an estimate
+  with none (a mocap dropout) is left out, as TUM's tools do, and the counts say so.
 
 Only evo.core is imported: evo.tools would import matplotlib and read or write evo's
 settings file under the user's home; evo.core does neither.
@@ -25,11 +28,12 @@ from collections.abc import Sequence
 import numpy as np
 from evo import EvoException
 from evo.core import lie_algebra as lie
-from evo.core import metrics, sync
+from evo.core import metrics
 from evo.core.trajectory import PoseTrajectory3D
 
 from pipeline.errors import PipelineError
-from pipeline.trajectory.poses import check_poses
+from pipeline.sequences.associate import associate
+from pipeline.trajectory.poses import check_poses, relative_motion
 
 # Frame gaps for RPE: 1 is frame-to-frame odometry; 2-8 show how the error grows with
 # the motion between frames (at TUM's 30 Hz, 8 frames is ~0.27 s of hand-held motion).
@@ -89,26 +93,39 @@ def score_pairs(motion_gt: np.ndarray, motion_est: np.ndarray, gaps: Sequence[in
     return {"rpe": {f"gap_{k}": _rpe_entry(trans[gaps == k], rot[gaps == k]) for k in np.unique(gaps).tolist()}}
 
 
-def _trajectory(stamps: np.ndarray, poses: np.ndarray, name: str) -> PoseTrajectory3D:
+def _trajectory(stamps: np.ndarray, poses: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) timestamps and (N, 4, 4) checked poses, sorted by time."""
     stamps = np.asarray(stamps, dtype=np.float64)
     poses = check_poses(poses, name)
     if stamps.shape != (len(poses),):
         raise ValueError(f"{name}: {len(poses)} poses but timestamps of shape {stamps.shape}")
     if len(poses) == 0:
         raise PipelineError(f"{name}: the trajectory is empty; estimate at least two frames")
-    return PoseTrajectory3D(timestamps=stamps, poses_se3=list(poses), name=name)
+    order = np.argsort(stamps, kind="stable")
+    return stamps[order], poses[order]
 
 
-def associate(
-    gt_stamps: np.ndarray, gt_poses: np.ndarray, est_stamps: np.ndarray, est_poses: np.ndarray, max_diff: float
-) -> tuple[PoseTrajectory3D, PoseTrajectory3D]:
-    """Ground truth and estimate reduced to the poses evo's sync matches by nearest timestamp within `max_diff` s."""
-    ref = _trajectory(gt_stamps, gt_poses, "ground truth")
-    est = _trajectory(est_stamps, est_poses, "estimate")
-    try:
-        return sync.associate_trajectories(ref, est, max_diff=max_diff)
-    except EvoException as e:
-        raise PipelineError(f"no estimated pose has a ground-truth timestamp within {max_diff} s: {e}") from e
+def match_stamps(gt_stamps: np.ndarray, est_stamps: np.ndarray, max_diff: float) -> np.ndarray:
+    """(N,) index of the ground-truth pose each estimate is scored against; -1 where none is within `max_diff` s.
+
+    TUM's associate.py (closest first, each timestamp once): at 100 Hz ground truth and
+    30 Hz frames this is each frame's nearest ground-truth sample.
+    """
+    out = np.full(len(est_stamps), -1, dtype=np.int64)
+    for i, j in associate(np.asarray(est_stamps), np.asarray(gt_stamps), max_diff).items():
+        out[i] = j
+    return out
+
+
+def _rpe_gap(gt: np.ndarray, est: np.ndarray, match: np.ndarray, gap: int) -> dict:
+    """RPE over the estimate's pairs (i, i + gap) whose two ends are matched (`match` >= 0)."""
+    i = np.arange(max(len(est) - gap, 0))
+    i = i[(match[i] >= 0) & (match[i + gap] >= 0)]
+    if len(i) == 0:
+        return _rpe_entry(np.empty(0), np.empty(0))
+    return _rpe_entry(
+        *pair_errors(relative_motion(gt[match[i]], gt[match[i + gap]]), relative_motion(est[i], est[i + gap]))
+    )
 
 
 def _ate(ref: PoseTrajectory3D, est: PoseTrajectory3D, with_scale: bool) -> dict:
@@ -145,7 +162,7 @@ def score_trajectory(
     gaps: Sequence[int] = GAPS,
     max_diff: float = MAX_TIME_DIFF_S,
 ) -> dict:
-    """ATE and RPE of an estimated trajectory against the ground truth, with evo.
+    """ATE and RPE of an estimated trajectory against the ground truth, with evo's errors.
 
     Args:
         gt_stamps: ground-truth timestamps (M,) seconds.
@@ -153,26 +170,32 @@ def score_trajectory(
         est_stamps: the estimate's timestamps (N,) seconds.
         est_poses: the estimate's camera-to-world poses (N, 4, 4), in any world frame
             (the alignment removes it).
-        gaps: RPE frame gaps, counted in associated poses; all pairs (i, i + gap).
+        gaps: RPE frame gaps, counted in the estimate's frames; a pair is scored when both
+            of its frames have a ground-truth pose.
         max_diff: timestamp association tolerance in seconds (TUM's 0.02 by default).
 
     Returns:
-        {"n_poses": associated poses, "rpe": {"gap_<k>": {"n", "trans_m": {rmse, mean,
-        median}, "rot_deg": {...}}}, "ate": {"se3": {"rmse_m", "mean_m", "median_m"},
-        "sim3": {"rmse_m", "mean_m", "median_m", "scale"}}}. A gap with no pair has n = 0
-        and None statistics; Sim(3)'s scale is None when the estimate is a single point.
+        {"n_poses" (= "frames_scored"), "frames": estimated poses, "frames_scored": those
+        with a ground-truth pose (ATE's), "rpe": {"gap_<k>": {"n" (pairs scored),
+        "trans_m": {rmse, mean, median}, "rot_deg": {...}}}, "ate": {"se3": {"rmse_m",
+        "mean_m", "median_m"}, "sim3": {"rmse_m", "mean_m", "median_m", "scale"}}}. A gap
+        with no pair has n = 0 and None statistics; Sim(3)'s scale is None when the
+        estimate is a single point.
+
+    Raises:
+        PipelineError: no estimated pose has a ground-truth pose within `max_diff`.
     """
-    ref, est = associate(gt_stamps, gt_poses, est_stamps, est_poses, max_diff)
-    rpe = {}
-    for gap in gaps:
-        if gap >= est.num_poses:
-            rpe[f"gap_{gap}"] = _rpe_entry(np.empty(0), np.empty(0))
-            continue
-        errs = []
-        for relation in (metrics.PoseRelation.translation_part, metrics.PoseRelation.rotation_angle_deg):
-            m = metrics.RPE(relation, delta=gap, delta_unit=metrics.Unit.frames, all_pairs=True)
-            m.process_data((ref, est))
-            errs.append(m.error)
-        rpe[f"gap_{gap}"] = _rpe_entry(*errs)
-    ate = {"se3": _ate(ref, est, with_scale=False), "sim3": _ate(ref, est, with_scale=True)}
-    return {"n_poses": int(est.num_poses), "rpe": rpe, "ate": ate}
+    gt_stamps, gt = _trajectory(gt_stamps, gt_poses, "ground truth")
+    est_stamps, est = _trajectory(est_stamps, est_poses, "estimate")
+    match = match_stamps(gt_stamps, est_stamps, max_diff)
+    scored = match >= 0
+    if not scored.any():
+        raise PipelineError(
+            f"no estimated pose has a ground-truth timestamp within {max_diff} s; check that both files share one clock"
+        )
+    rpe = {f"gap_{gap}": _rpe_gap(gt, est, match, gap) for gap in gaps}
+    ref = PoseTrajectory3D(timestamps=est_stamps[scored], poses_se3=list(gt[match[scored]]))
+    aligned = PoseTrajectory3D(timestamps=est_stamps[scored], poses_se3=list(est[scored]))
+    ate = {"se3": _ate(ref, aligned, with_scale=False), "sim3": _ate(ref, aligned, with_scale=True)}
+    n = int(scored.sum())
+    return {"n_poses": n, "frames": len(est), "frames_scored": n, "rpe": rpe, "ate": ate}
