@@ -47,11 +47,6 @@ from pipeline.trajectory.poses import check_poses
 log = logging.getLogger("pipeline")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_SIZE = (240, 320)  # without a model: NYU's 480x640 halved, the training default
-# The solver keeps at most `max_points` pixels a level (4096: 5.3 % of 240x320). At 480x640 that is
-# 1.3 %, all on the strongest edges, and real frames tracked worse than at 240x320 (fr1/rpy dev,
-# 200 frames: ATE 0.0197 m against 0.0192 m, 2 pairs not converged); at the same 5.3 % (16384
-# points) 480x640 is the more accurate (0.0167 m, all converged). An extra coarse level changed nothing.
-POINTS_AT = (240 * 320, AlignOptions().max_points)
 KEYFRAME_MIN_VALID = 0.8  # of a keyframe's points (AlignResult.valid_fraction) still in view and with depth
 
 
@@ -144,9 +139,13 @@ def load(a: argparse.Namespace, hw: tuple[int, int]) -> SequenceFrames:
 
 
 def options_for(hw: tuple[int, int], iterations: int = AlignOptions().iterations) -> AlignOptions:
-    """The solver's settings at working size `hw`: as many points a level as the same fraction of 240x320's."""
-    pixels, points = POINTS_AT
-    return AlignOptions(iterations=iterations, max_points=max(points, round(points * hw[0] * hw[1] / pixels)))
+    """The solver's settings for frames of `hw`: its defaults, `iterations` a level at most.
+
+    The points a level grow with the frame's area inside the solver (`solver.point_budget`:
+    at 480x640, 4 x 4096), so 480x640 keeps 240x320's density of points.
+    """
+    del hw  # the solver scales the point budget from the frames themselves
+    return AlignOptions(iterations=iterations)
 
 
 def track(frames: SequenceFrames, model: DepthNet | None, features: str, depth: str, options: AlignOptions,

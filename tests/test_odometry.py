@@ -14,7 +14,7 @@ import torch
 from pipeline.camera import Intrinsics
 from pipeline.odometry import _args, better, load, main, options_for, track
 from pipeline.pose.frames import load_frames
-from pipeline.pose.solver import AlignOptions, AlignResult
+from pipeline.pose.solver import AlignOptions, AlignResult, point_budget
 from pipeline.sequences.layout import list_sequences, read_sequence
 from pipeline.trajectory.metrics import score_trajectory
 from tests.pose_fixtures import pose_params, pose_setting
@@ -171,5 +171,6 @@ def test_keyframe_tracking_keeps_a_keyframe_while_it_holds_and_tracks_no_worse()
 
 def test_points_per_level_grow_with_the_working_size() -> None:
     # 4096 a level is 5.3 % of 240x320 but 1.3 % of 480x640, where real frames then tracked worse (docs/pose.md).
-    assert [options_for(hw).max_points for hw in [(96, 128), (240, 320), (480, 640)]] == [4096, 4096, 16384]
+    budget = [point_budget(hw, options_for(hw)) for hw in [(96, 128), (240, 320), (480, 640)]]
+    assert budget == [4096, 4096, 16384]  # scaled once, by the solver (not again by the CLI)
     assert options_for((240, 320), 7).iterations == 7

@@ -82,8 +82,11 @@ def _write_trajectories(folder: Path, run: Sweep) -> None:
     for seq, methods in run.trajectories.items():
         (folder / seq).mkdir(parents=True, exist_ok=True)
         frames = run.frames[seq]
-        for method, poses in {"groundtruth": frames.groundtruth, **methods}.items():
-            lines = [pose_line(float(t), P) for t, P in zip(frames.times, poses, strict=True)]
+        known = frames.has_groundtruth  # (N,) bool: a frame in a mocap dropout has a stand-in pose, not written
+        files = {"groundtruth": (frames.times[known], frames.groundtruth[known])}
+        files |= {method: (frames.times, poses) for method, poses in methods.items()}
+        for method, (times, poses) in files.items():
+            lines = [pose_line(float(t), P) for t, P in zip(times, poses, strict=True)]
             (folder / seq / f"{method}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
