@@ -134,7 +134,7 @@ def test_retry_keeps_the_solve_that_explains_more_not_the_lower_huber_cost(monke
         T[0, 0, 3] = tx
         one = torch.ones(1)
         return AlignResult(T, torch.zeros(1, dtype=torch.bool), residual * one, ratio * one,
-                           torch.full((1,), 80), 0.9 * one, torch.full((1,), 4))  # fmt: skip
+                           torch.full((1,), 80), 0.9 * one, torch.full((1,), 4), torch.eye(6)[None])  # fmt: skip
 
     solves = iter([result(0.3, residual=0.2, ratio=0.9), result(0.01, residual=0.5, ratio=0.1)])
     monkeypatch.setattr("pipeline.odometry.align", lambda *a, **k: next(solves))
