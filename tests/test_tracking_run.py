@@ -74,9 +74,9 @@ def test_metrics_are_grouped_by_section_and_files_keep_their_names(tracked: Trac
     assert {"test/abs_rel", "test/delta1", "baseline/abs_rel", "baseline/rmse"} <= plain
     assert all(k.split("/")[0] in ("train", "val", "test", "baseline") for k in plain), sorted(plain)
     assert sorted(m.step for m in tracked.client.get_metric_history(tracked.run_id, "val/abs_rel")) == [1, 2]
-    test_metrics = json.loads((tracked.root / tracked.params.paths.metrics).read_text())
-    assert metrics["test/abs_rel"] == pytest.approx(test_metrics["abs_rel"])
-    assert metrics["baseline/abs_rel"] == pytest.approx(test_metrics["baseline"]["abs_rel"])
+    evaluation_metrics = json.loads((tracked.root / tracked.params.paths.metrics).read_text())
+    assert metrics["test/abs_rel"] == pytest.approx(evaluation_metrics["abs_rel"])
+    assert metrics["baseline/abs_rel"] == pytest.approx(evaluation_metrics["baseline"]["abs_rel"])
     header = (tracked.root / tracked.params.paths.train_log).read_text().splitlines()[0].split("\t")
     assert header[:3] == ["epoch", "train_loss", "val_loss"]  # dvc plots reads these names
 

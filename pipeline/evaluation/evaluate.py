@@ -27,7 +27,7 @@ from pipeline.io import atomic_path, write_json_atomic
 from pipeline.metrics import METRIC_NAMES, average_metrics
 from pipeline.model import load_model
 from pipeline.tracking import Tracker, resume_run
-from pipeline.tracking.names import test_metrics
+from pipeline.tracking.names import evaluation_metrics
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def metrics_summary(
 
 def _log_to_run(tracker: Tracker, paths: PathsParams, metrics: dict[str, Any]) -> None:
     """Logs the test metrics (metrics.json's names and baseline_<name>: MLflow's test/, baseline/) and the tables."""
-    tracker.log_metrics(test_metrics(metrics))
+    tracker.log_metrics(evaluation_metrics(metrics))
     for path in (paths.metrics, paths.per_image, paths.per_scene_type):
         tracker.log_artifact(path)
 

@@ -41,7 +41,7 @@ def mlflow_key(name: str) -> str:
     return name
 
 
-def test_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+def evaluation_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """metrics.json as MLflow metrics: the test metrics (`test/`) and the constant baseline's (`baseline/`)."""
     from pipeline.metrics import METRIC_NAMES
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Params
-from pipeline.tracking.names import pose_metrics, test_metrics
+from pipeline.tracking.names import evaluation_metrics, mlflow_key, pose_metrics
 from pipeline.tracking.runs import resume_run
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,10 @@ def run(params: Params, root: Path) -> dict[str, Any]:
         keys, artifacts = tracker.logged()
         figures: dict[str, float] = {}
         if (metrics := _read(paths.metrics)) is not None:
-            figures |= test_metrics(metrics)
+            figures |= evaluation_metrics(metrics)
         if (table := _read(paths.pose_table)) is not None and table.get("enabled"):
             figures |= pose_metrics(table)
-        missing = {k: v for k, v in figures.items() if k not in keys}
+        missing = {k: v for k, v in figures.items() if mlflow_key(k) not in keys}  # as the run names them
         tracker.log_metrics(missing)
         files = (paths.metrics, paths.pose_metrics, paths.pose_table, paths.report_html, paths.report_md)
         new_files = [f for f in files if f.is_file() and f.name not in artifacts]
