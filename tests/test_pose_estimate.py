@@ -21,7 +21,7 @@ def _frames(n: int) -> SequenceFrames:
     p = synthetic_pairs(list(range(n)), SIZE)
     rgb = (p.rgb_tgt.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
     return SequenceFrames("s", np.arange(n, dtype=float), None, rgb, p.depth_tgt[:, 0].numpy(),
-                          NYU_KINECT.scaled(SIZE[1], SIZE[0]))  # fmt: skip
+                          NYU_KINECT.scaled(SIZE[1], SIZE[0]), np.zeros(n, bool))  # fmt: skip
 
 
 def test_each_frame_is_extracted_once_for_all_gaps_and_depths(monkeypatch) -> None:
