@@ -156,6 +156,8 @@ def test_three_experiments_stay_comparable_in_dvc_and_mlflow(repo: Path):
     assert second.data.params["pose.gaps"] == "[1, 3]" and first.data.params["pose.gaps"] == "[1, 2]"
     assert "pose/rgb_sensor/success_gap_3" in second.data.metrics and "test/abs_rel" in second.data.metrics
     assert "pose/rgb_sensor/success_gap_3" not in first.data.metrics  # nothing written into lam-one's run
+    assert "pose/rgb_sensor/success_gap_2" not in second.data.metrics  # nor lam-one's figures copied into it
+    assert "train/loss" in second.data.metrics  # its training figures are (the same model)
     assert client.get_metric_history(first.info.run_id, key) == before
     artifacts = {a.path for a in client.list_artifacts(second.info.run_id)}
     assert {"report.html", "pose_table.json", "metrics.json"} <= artifacts, artifacts

@@ -6,7 +6,8 @@ baseline commit, or `workspace` and the commit under plain `dvc repro`). The lat
 reopen that run only when it belongs to the experiment running now. When DVC restored
 train from its run cache, the file names a run another experiment made: those stages then
 log into this experiment's own run, created once and found again by its key, tagged
-`pipeline.source_run_id` (the run that trained the model) and seeded with its metrics.
+`pipeline.source_run_id` (the run that trained the model) and seeded with its training
+metrics (`train/`, `val/`).
 Nothing is ever written into another experiment's run.
 """
 
@@ -198,8 +199,9 @@ def _experiment_run(client: MlflowClient, experiment_id: str, key: str, source: 
     log.info("the model comes from DVC's run cache (MLflow run %s, another experiment's): logging into a run of "
              "this experiment's own, linked by the tag %s", source_id, SOURCE_RUN_TAG)  # fmt: skip
     tracker = _new_run(client, uri, experiment_id, params, root, {SOURCE_RUN_TAG: source_id})
-    # The training figures are this experiment's too (the same params trained the same model).
-    copied = {k: v for k, v in source.data.metrics.items() if not k.startswith("system/")}
+    # The training figures are this experiment's too (the same params trained the same model); its test
+    # and pose figures come from this experiment's own stages (or `track`), never from the other's.
+    copied = {k: v for k, v in source.data.metrics.items() if k.startswith(("train/", "val/"))}
     tracker.log_metrics(copied)
     assert tracker.run_id is not None  # _new_run either made the run or raised
     return client.get_run(tracker.run_id)
