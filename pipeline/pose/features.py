@@ -30,6 +30,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from pipeline.config import ModelParams
 from pipeline.model.build import DepthNet, build_model
 from pipeline.pose.serial import one_thread
 
@@ -248,9 +249,12 @@ def untrained_copy(model: DepthNet, seed: int = 0) -> DepthNet:
     backbone is rebuilt randomly initialised (no weights are fetched here).
     """
     device = next(model.parameters()).device
-    mean = model.rgb_mean.flatten().tolist()
-    std = model.rgb_std.flatten().tolist()
+    fresh = seeded_model(model.cfg, model.rgb_mean.flatten().tolist(), model.rgb_std.flatten().tolist(), seed)
+    return fresh.to(device).eval()
+
+
+def seeded_model(cfg: ModelParams, rgb_mean: list[float], rgb_std: list[float], seed: int) -> DepthNet:
+    """`build_model(cfg, rgb_mean, rgb_std)` at its initial weights under `seed`; the global RNG is left as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        fresh = build_model(model.cfg, mean, std)
-    return fresh.to(device).eval()
+        return build_model(cfg, rgb_mean, rgb_std)

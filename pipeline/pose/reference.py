@@ -19,8 +19,9 @@ import torch
 from pipeline.config import Params, PoseParams
 from pipeline.data.datasets import read_summary
 from pipeline.device import pick_device
-from pipeline.model import DepthNet, build_model
+from pipeline.model import DepthNet
 from pipeline.pose.estimate import BASELINES, Variant, variants
+from pipeline.pose.features import seeded_model
 from pipeline.pose.results import table, write_reference
 from pipeline.pose.sweep import Method, Sweep, sweep
 from pipeline.sequences.layout import list_sequences
@@ -48,10 +49,7 @@ def control_net(params: Params, processed_dir: Path, dev: torch.device) -> Depth
     (preprocess's summary.json), exactly as the trained model does; the global RNG is left as it was.
     """
     summary = read_summary(processed_dir)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(params.pose.seed)
-        net = build_model(params.model, summary["rgb_mean"], summary["rgb_std"])
-    return net.to(dev).eval()
+    return seeded_model(params.model, summary["rgb_mean"], summary["rgb_std"], params.pose.seed).to(dev).eval()
 
 
 def meta(params: Params, run: Sweep, hw: tuple[int, int], dev: torch.device) -> dict[str, Any]:
