@@ -148,6 +148,8 @@ class PathsParams(Section):
     figures_dir: Path
     sequences: Path
     """RGB-D sequences in TUM RGB-D's layout, one sub-folder per sequence, whatever `sequences.source`."""
+    align_data: Path
+    """The alignment term's training sequences (stage align_data; TUM layout), or a note when loss.align is off."""
     pose_reference: Path
     """pose_reference's scores of the methods that never read the model (table.json, pairs.csv, trajectories/)."""
     pose_table: Path
@@ -488,6 +490,50 @@ class ModelParams(Section):
 
 
 @dataclass(frozen=True)
+class AlignLossParams(Section):
+    """The alignment term (`loss.align`): the encoder's features trained through the pose solver (docs/pose.md)."""
+
+    KEY: ClassVar[str] = "loss.align"
+    weight: float
+    """Total loss = depth loss + weight x align loss; 0 = off: today's training exactly, and the
+    align_data stage renders nothing."""
+    pairs_per_step: int
+    """Frame pairs aligned (unrolled, with gradients) per optimiser step and process."""
+    iterations: int
+    """Unrolled Gauss-Newton iterations per pyramid level (PixLoc trains with a few; the solver runs up to 20)."""
+    perturb_rot_deg: float
+    """The unrolled solve starts from the true motion composed with a rotation of up to this angle..."""
+    perturb_trans_m: float
+    """...and a translation of up to this length (random axis and direction, uniform magnitude)."""
+    gaps: list[int]
+    """Frame gaps of the training pairs, at 30 Hz (the pose stage scores 1, 2, 4, 8)."""
+    sequences: int
+    """Rendered training sequences, each in a room of its own (never an evaluation or depth-data room)."""
+    frames: int
+    """RGB frames per training sequence, rendered at the training resolution (preprocess.height/width)."""
+    seed: int
+    """Rooms, walks and the pairs drawn: a pure function of it."""
+
+    def _ranges(self) -> Iterator[tuple[str, bool, str]]:
+        yield "weight", 0 <= self.weight <= 1000 and math.isfinite(self.weight), "a number in [0, 1000] (0 = off)"
+        yield "pairs_per_step", 1 <= self.pairs_per_step <= 256, "an integer in 1..256"
+        yield "iterations", 1 <= self.iterations <= 20, "an integer in 1..20"
+        yield "perturb_rot_deg", 0 <= self.perturb_rot_deg <= 45, "degrees in [0, 45]"
+        yield "perturb_trans_m", 0 <= self.perturb_trans_m <= 1, "metres in [0, 1]"
+        ok_gaps = len(self.gaps) > 0 and all(1 <= g < self.frames for g in self.gaps)
+        yield "gaps", ok_gaps, "a non-empty list of integers in 1..frames-1"
+        yield "sequences", 1 <= self.sequences <= 1000, "an integer in 1..1000"
+        yield "frames", 2 <= self.frames <= 10000, "an integer in 2..10000 (a pair needs two frames)"
+
+
+ALIGN_OFF = AlignLossParams(
+    weight=0.0, pairs_per_step=4, iterations=3, perturb_rot_deg=5.0, perturb_trans_m=0.05, gaps=[1],
+    sequences=1, frames=2, seed=0,
+)  # fmt: skip
+"""The term switched off: `LossParams`' default when built in code (params.yaml must still name every key)."""
+
+
+@dataclass(frozen=True)
 class LossParams(Section):
     """The training loss."""
 
@@ -498,6 +544,8 @@ class LossParams(Section):
     """Eigen's lambda (`loss.lambda`): 0 = L2 on log depth, 1 = fully scale-invariant, 0.5 the design's choice."""
     smoothness: float
     """Weight of the edge-aware smoothness term (l2_smooth only)."""
+    align: AlignLossParams = ALIGN_OFF
+    """The alignment term on the encoder's features (`loss.align.*`); weight 0 = off."""
 
     def _ranges(self) -> Iterator[tuple[str, bool, str]]:
         yield "lam", 0 <= self.lam <= 1, "a number in [0, 1] (0 = L2 on log depth, 1 = fully scale-invariant)"

@@ -168,7 +168,10 @@ def project_pair(f_tgt: torch.Tensor, f_src: torch.Tensor, channels: int) -> tup
     mean = sub.mean(dim=2, keepdim=True)[..., None]  # (B, C, 1, 1)
     if channels >= C:
         return tuple(_unit(f - mean) for f in (f_tgt, f_src))  # type: ignore[return-value]
-    x = sub - mean[..., 0]
+    # The basis is a constant to autograd (the alignment term trains through this function,
+    # `pipeline.pose.unroll`): subspace iteration's QR gradients blow up where eigenvalues
+    # cross. The solver runs without gradients, so this changes none of its numbers.
+    x = (sub - mean[..., 0]).detach()
     P = _leading_axes(x @ x.transpose(1, 2), channels).transpose(1, 2)  # (B, c, C)
     out = (_unit((P @ (f - mean).flatten(2)).reshape(B, channels, h, w)) for f in (f_tgt, f_src))
     return tuple(out)  # type: ignore[return-value]

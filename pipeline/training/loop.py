@@ -18,6 +18,7 @@ from pipeline.config import EvalParams
 from pipeline.errors import PipelineError
 from pipeline.losses import LossFn
 from pipeline.metrics import METRIC_NAMES, count_nonfinite, protocol_metrics_torch
+from pipeline.training.align import AlignTerm
 from pipeline.training.device_data import TrainingSplit, augment
 from pipeline.training.distributed import DistContext, all_reduce_
 
@@ -41,6 +42,7 @@ class Trainer:
     amp: bool  # bf16 autocast (train.amp resolved for the device)
     channels_last: bool
     protocol: EvalParams  # validation scores eval's crop and depth range, as the test does
+    align: AlignTerm | None = None  # loss.align's term; None (weight 0): the depth loss alone, as before it existed
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast when `amp` (train.amp: bf16, or auto on CUDA); a no-op context otherwise."""
@@ -55,27 +57,42 @@ class Trainer:
 class EpochStats:
     """What one training epoch measured."""
 
-    loss: float  # mean training loss over all ranks' steps
+    loss: float  # mean training (depth) loss over all ranks' steps
     images: int  # images seen by all ranks
     seconds: float
+    align_loss: float | None = None  # mean alignment-term loss over all ranks' steps; None: the term is off
 
 
 def optimise(tr: Trainer, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-    """One forward, backward and optimiser step on a ready batch; returns the loss (on the device).
+    """One forward, backward and optimiser step on a ready batch; returns the depth loss (on the device).
 
     Args:
         tr: the model, optimiser, schedule and loss.
         rgb: (B, 3, H, W) in [0, 1].
         depth: (B, 1, H, W) metres.
     """
+    return optimise_step(tr, rgb, depth)[0]
+
+
+def optimise_step(tr: Trainer, rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`optimise`, also returning the alignment term's loss (None without it); both detached, on the device.
+
+    With the term the step minimises depth loss + `loss.align.weight` x align loss; without
+    it the step is exactly the depth loss's (no extra operation, no random draw).
+    """
+    align = None
     with tr.autocast():
         pred = tr.model(tr.layout(rgb))  # (B, 1, H, W) metres, float32
         loss = tr.loss_fn(pred, depth, rgb)
+        total = loss
+        if tr.align is not None:
+            align = tr.align.loss(tr.net, tr.layout)  # type: ignore[arg-type]  # net is the bare DepthNet
+            total = loss + tr.align.weight * align
     tr.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    total.backward()
     tr.optimizer.step()
     tr.scheduler.step()
-    return loss.detach()
+    return loss.detach(), None if align is None else align.detach()
 
 
 class NonFiniteLossError(PipelineError):
@@ -102,14 +119,18 @@ def train_epoch(
     steps, B = batches.shape
     dev = tr.device
     loss_sum = torch.zeros((), device=dev)
+    align_sum = torch.zeros((), device=dev)
     first_bad = torch.full((), steps, device=dev, dtype=torch.long)  # `steps` = none yet
     bar = tqdm(total=steps, desc=f"epoch {epoch}", unit="step", leave=False, disable=not ctx.is_main)
     start = time.perf_counter()
     for step, (rgb, depth) in enumerate(data.batches(batches)):  # (B, 3, H, W), (B, 1, H, W)
         if do_augment:
             rgb, depth = augment(rgb, depth, gen)
-        loss = optimise(tr, rgb, depth)
+        loss, align = optimise_step(tr, rgb, depth)
         loss_sum += loss
+        if align is not None:
+            align_sum += align
+            loss = loss + align  # the non-finite check covers the term too
         first_bad = torch.minimum(first_bad, torch.where(torch.isfinite(loss), steps, step))
         if (step + 1) % SYNC_EVERY and step + 1 < steps:
             continue
@@ -126,7 +147,9 @@ def train_epoch(
         )
     bar.close()
     seconds = time.perf_counter() - start
-    return EpochStats(loss=total / (steps * ctx.world_size), images=steps * B * ctx.world_size, seconds=seconds)
+    n = steps * ctx.world_size
+    align_loss = all_reduce_(align_sum, ctx).item() / n if tr.align is not None else None
+    return EpochStats(loss=total / n, images=steps * B * ctx.world_size, seconds=seconds, align_loss=align_loss)
 
 
 @torch.no_grad()

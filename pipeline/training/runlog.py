@@ -16,6 +16,8 @@ from pipeline.metrics import METRIC_NAMES
 
 COLUMNS = ("epoch", "train_loss", "val_loss", *(f"val_{m}" for m in METRIC_NAMES), "lr", "images_per_s", "seconds")
 
+ALIGN_COLUMN = "train_align_loss"  # the alignment term's mean loss (pipeline.training.align), after train_loss
+
 
 def _cell(v: Any) -> str:
     if v is None:
@@ -26,12 +28,15 @@ def _cell(v: Any) -> str:
 
 
 def format_train_log(rows: list[dict[str, Any]]) -> str:
-    """The TSV text: a header of `COLUMNS`, then one line per row."""
+    """The TSV text: a header of `COLUMNS` (+ `ALIGN_COLUMN` when the term ran), then one line per row."""
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    w.writerow(COLUMNS)
+    columns = list(COLUMNS)
+    if any(ALIGN_COLUMN in row for row in rows):  # the term ran (loss.align.weight > 0); else the log is as before
+        columns.insert(columns.index("train_loss") + 1, ALIGN_COLUMN)
+    w.writerow(columns)
     for row in rows:
-        w.writerow([_cell(row.get(c)) for c in COLUMNS])
+        w.writerow([_cell(row.get(c)) for c in columns])
     return buf.getvalue()
 
 

@@ -29,6 +29,7 @@ from pipeline.model import build_model, check_model, encoder_parameters, save_mo
 from pipeline.model.pretrained import encoder_state
 from pipeline.tracking import Tracker
 from pipeline.training import resume
+from pipeline.training.align import build_align_term
 from pipeline.training.allocator import keep_freed_memory
 from pipeline.training.device_data import TrainingSplit, epoch_batches
 from pipeline.training.distributed import (
@@ -146,6 +147,7 @@ def build_trainer(
     dist: DistContext,
     steps: int,
     encoder_init: dict[str, torch.Tensor] | None = None,
+    align_data: Path | None = None,
 ) -> Trainer:
     """Model (on `device`, maybe DDP-wrapped and compiled), optimiser, per-step schedule and loss.
 
@@ -157,6 +159,7 @@ def build_trainer(
         dist: this process's rank and world size.
         steps: optimiser steps per epoch, for the schedule.
         encoder_init: a pretrained backbone's weights (`pipeline.model.pretrained.encoder_state`).
+        align_data: the alignment term's sequences (`paths.align_data`); read only when loss.align.weight > 0.
     """
     tp = params.train
     net = build_model(params.model, summary["rgb_mean"], summary["rgb_std"], encoder_init).to(device)
@@ -173,6 +176,12 @@ def build_trainer(
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     if tp.compile:
         model = torch.compile(model)  # type: ignore[assignment]  # an OptimizedModule
+    align = None
+    if params.loss.align.weight > 0:
+        if align_data is None:
+            raise ValueError("build_trainer: loss.align.weight > 0 needs align_data (paths.align_data)")
+        hw = (params.preprocess.height, params.preprocess.width)
+        align = build_align_term(params.loss.align, align_data, hw, net, device)
     amp = uses_bf16(tp.amp, device)
     log.info("precision: %s on %s (train.amp: %s)", "bf16 autocast" if amp else "float32", device.type, tp.amp)
     return Trainer(
@@ -185,6 +194,7 @@ def build_trainer(
         amp=amp,
         channels_last=channels_last,
         protocol=params.eval,
+        align=align,
     )
 
 
@@ -224,7 +234,7 @@ def _setup(
     # A resumed run takes every weight from its checkpoint: no pretrained weights to fetch.
     encoder_init = None if ckpt else encoder_state(params.model, root)
     seed_everything(tp.seed)  # the model's initial weights
-    trainer = build_trainer(params, summary, device, dist, steps, encoder_init)
+    trainer = build_trainer(params, summary, device, dist, steps, encoder_init, paths.align_data)
     gens = {"shuffle": torch.Generator(device=device), "augment": torch.Generator(device=device)}
     state = resume.restore(ckpt, trainer, gens) if ckpt else RunState()
     r = Run(params, paths, dist, trainer, train_split, splits["val"], data_mode, gens, fingerprint, tracker, state)
@@ -297,10 +307,14 @@ def _run_epoch(r: Run, epoch: int) -> dict[str, Any]:
     tp = r.params.train
     start = time.perf_counter()
     reseed_epoch(tp.seed, epoch, r.dist.rank, r.gens)
+    if r.trainer.align is not None:
+        r.trainer.align.reseed(epoch, r.dist.rank)
     lr = r.trainer.optimizer.param_groups[0]["lr"]  # at the epoch's first step
     batches = epoch_batches(len(r.train_split), tp.batch_size, r.dist, r.gens["shuffle"])  # (steps, B)
     stats = train_epoch(r.trainer, r.train_split, batches, r.gens["augment"], r.dist, epoch, tp.augment)
     row: dict[str, Any] = {"epoch": epoch, "train_loss": stats.loss}
+    if stats.align_loss is not None:  # MLflow: train/align_loss; a column of the train log
+        row["train_align_loss"] = stats.align_loss
     if epoch % tp.val_every == 0 or epoch == tp.epochs:  # the last epoch always validates
         row.update(validate(r.trainer, r.val_split, tp.batch_size, r.dist))
     row.update(lr=lr, images_per_s=stats.images / stats.seconds, seconds=time.perf_counter() - start)
