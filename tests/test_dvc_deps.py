@@ -231,6 +231,7 @@ def test_stage_params_are_exactly_the_keys_the_stage_reads(tmp_path: Path, monke
         "download",
         "preprocess",
         "sequences",
+        "align_data",  # loss.align.weight 0: a note, train without the term
         "train",
         "evaluate",
         "pose_reference",
@@ -240,6 +241,14 @@ def test_stage_params_are_exactly_the_keys_the_stage_reads(tmp_path: Path, monke
     ):
         run[name](real, tmp_path)
         found[name] |= reads.take()
+    # The alignment term on: align_data renders (one tiny sequence) and reads the rest of its keys.
+    on = dataclasses.replace(real.loss.align, weight=1.0, sequences=1, frames=3, gaps=[1])
+    term = dataclasses.replace(real, loss=dataclasses.replace(real.loss, align=on))
+    reads.take()  # building it read the loss keys: not the stage's reads
+    reads.root = term
+    reads.prefix = {id(term): ""}
+    run["align_data"](term, tmp_path / "align")
+    found["align_data"] |= reads.take()
     # The folder source: its keys are read by download and preprocess, on a tiny BTS-layout set.
     from tests.folder_fixtures import make_bts, params_for
 

@@ -23,14 +23,13 @@ from pipeline.camera import Intrinsics
 from pipeline.config import AlignLossParams
 from pipeline.errors import PipelineError
 from pipeline.model.build import DepthNet
-from pipeline.pose.estimate import pairs_for
 from pipeline.pose.features import level_offsets
 from pipeline.pose.frames import load_frames
-from pipeline.pose.scores import scored_pairs, true_motion
 from pipeline.pose.solver import AlignOptions
 from pipeline.pose.unroll import align_loss, encoder_pairs, perturb
 from pipeline.sequences.layout import list_sequences, read_sequence
 from pipeline.training.seeding import derive_seed
+from pipeline.trajectory.poses import relative_motion
 
 STRIDES = (1, 2, 4, 8)  # the pose stage's levels (AlignOptions' default): trained as they are used
 
@@ -71,15 +70,19 @@ def load_pairs(folder: Path, hw: tuple[int, int], gaps: list[int], device: torch
     rgb, depth, tgt, src, truth, cameras, offset = [], [], [], [], [], set(), 0
     for path in seqs:
         frames = load_frames(read_sequence(path), hw, 0)
-        pairs = pairs_for(len(frames), gaps)
-        keep = scored_pairs(frames, pairs)
-        rgb.append(frames.rgb_tensor(np.arange(len(frames)), device))
-        depth.append(frames.depth_tensor(np.arange(len(frames)), device))
-        tgt.append(pairs.target[keep] + offset)
-        src.append(pairs.source[keep] + offset)
-        truth.append(true_motion(frames, pairs)[keep])
+        n, ok = len(frames), frames.has_groundtruth
+        # (i, i + gap) with both poses known, as the pose stage pairs frames (`estimate.pairs_for`, not
+        # imported: it would bring the stage's Open3D baselines into training's dependencies)
+        i = np.concatenate([np.arange(n - g) for g in gaps if g < n] or [np.zeros(0, int)])
+        j = np.concatenate([np.arange(g, n) for g in gaps if g < n] or [np.zeros(0, int)])
+        i, j = i[ok[i] & ok[j]], j[ok[i] & ok[j]]
+        rgb.append(frames.rgb_tensor(np.arange(n), device))
+        depth.append(frames.depth_tensor(np.arange(n), device))
+        tgt.append(i + offset)
+        src.append(j + offset)
+        truth.append(relative_motion(frames.groundtruth[i], frames.groundtruth[j]))
         cameras.add(frames.intrinsics)
-        offset += len(frames)
+        offset += n
     if len(cameras) != 1:
         raise PipelineError(f"{folder}: the training sequences differ in camera; loss.align needs one")
     as_long = lambda a: torch.from_numpy(np.concatenate(a)).long().to(device)  # noqa: E731
