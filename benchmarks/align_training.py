@@ -102,8 +102,9 @@ def train_one(params: Params, base: Path, root: Path) -> dict[str, Any]:
     _stage("evaluate", params, root)
     metrics = json.loads((root / params.paths.metrics).read_text())
     final = result.get("final") or {}
-    return {"train_s": round(train_s, 1), "delta1": round(metrics["delta1"], 4), "abs_rel": round(metrics["abs_rel"], 4),
-            "best_epoch": result.get("best_epoch"), "final_align_loss": final.get("train_align_loss")}  # fmt: skip
+    return {"train_s": round(train_s, 1), "delta1": round(metrics["delta1"], 4),
+            "abs_rel": round(metrics["abs_rel"], 4), "best_epoch": result.get("best_epoch"),
+            "final_align_loss": final.get("train_align_loss")}  # fmt: skip
 
 
 def pose_scores(params: Params, root: Path, folders: list[Path], control: bool, max_frames: int) -> dict:

@@ -520,10 +520,10 @@ class AlignLossParams(Section):
         yield "iterations", 1 <= self.iterations <= 20, "an integer in 1..20"
         yield "perturb_rot_deg", 0 <= self.perturb_rot_deg <= 45, "degrees in [0, 45]"
         yield "perturb_trans_m", 0 <= self.perturb_trans_m <= 1, "metres in [0, 1]"
-        ok_gaps = len(self.gaps) > 0 and all(1 <= g < self.frames for g in self.gaps)
-        yield "gaps", ok_gaps, "a non-empty list of integers in 1..frames-1"
         yield "sequences", 1 <= self.sequences <= 1000, "an integer in 1..1000"
         yield "frames", 2 <= self.frames <= 10000, "an integer in 2..10000 (a pair needs two frames)"
+        ok_gaps = len(self.gaps) > 0 and all(1 <= g < self.frames for g in self.gaps)
+        yield "gaps", ok_gaps, "a non-empty list of integers in 1..frames-1 (loss.align.frames)"
 
 
 ALIGN_OFF = AlignLossParams(

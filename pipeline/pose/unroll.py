@@ -79,11 +79,13 @@ def loss_points(depth: torch.Tensor, camera: Intrinsics) -> tuple[torch.Tensor, 
     return X[:, ::step], valid[:, ::step]
 
 
-def reprojection_error(motion: torch.Tensor, truth: torch.Tensor, X: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """(B,) mean |pi_n(T X) - pi_n(T_gt X)| over the valid points, in normalised image units."""
+def reprojection_error(
+    motion: torch.Tensor, truth: torch.Tensor, points: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
+    """(B,) mean |pi_n(T X) - pi_n(T_gt X)| over the valid points X (B, m, 3), in normalised image units."""
 
-    def plane(T: torch.Tensor) -> torch.Tensor:
-        P = se3.transform(T, X)  # (B, m, 3)
+    def plane(motion: torch.Tensor) -> torch.Tensor:
+        P = se3.transform(motion, points)  # (B, m, 3)
         return P[..., :2] / P[..., 2:].clamp_min(warp.MIN_Z)  # (B, m, 2): a point behind is pinned near the plane
 
     e = ((plane(motion) - plane(truth)) ** 2).sum(-1).add(EPS).sqrt()  # (B, m)

@@ -39,7 +39,7 @@ OFF_NOTE = (
 
 
 def render_params(params: Params) -> SyntheticSequencesParams:
-    """The synthetic source's params for the training sequences: `loss.align`'s count, length and seed, training size."""
+    """The synthetic source's params for the training sequences: `loss.align`'s count, length, seed; training size."""
     a = params.loss.align
     return SyntheticSequencesParams(n=a.sequences, frames=a.frames, fps=FPS, height=params.preprocess.height,
                                     width=params.preprocess.width, seed=a.seed)  # fmt: skip
