@@ -172,6 +172,41 @@ def pose_repro_cost_table(r: dict[str, Any]) -> str:
     )
 
 
+ALIGN_METHODS = (  # (row label, the model's weight key or None for the term's, the variant in that model's scores)
+    ("encoder trained with the term", None, "encoder_{depth}"),
+    ("depth-only encoder", "0", "encoder_{depth}"),
+    ("untrained control", "0", "encoder_untrained_{depth}"),
+    ("intensities", "0", "rgb_{depth}"),
+)
+
+
+def align_training_table(r: dict[str, Any]) -> str:
+    """`benchmarks/align_training.py`: success per gap of each encoder and intensities, then the depth figures."""
+    rows, depth_rows = [], []
+    for w, model in r["models"].items():
+        label = "depth only (weight 0)" if w == "0" else f"with the term, weight {w}"
+        depth = {"δ1": model["delta1"], "AbsRel": model["abs_rel"], "train (s)": model["train_s"]}
+        depth_rows.append({"model": label, **depth, "final align loss": model.get("final_align_loss")})
+    for w in (k for k in r["models"] if k != "0"):
+        for data in ("synthetic", "real"):
+            for depth in ("sensor", "predicted"):
+                for label, key, variant in ALIGN_METHODS:
+                    scores = r["models"][key or w].get(data, {}).get(variant.format(depth=depth))
+                    if scores is None:
+                        continue
+                    name = f"{label} (weight {w})" if key is None else label
+                    cells = {f"gap {g.split('_')[1]}": f"{100 * v:.0f} %" for g, v in scores["success"].items()}
+                    rows.append({"frames": data, "depth": depth, "method": name, **cells})
+    s = r["settings"]
+    return (
+        table(rows) + "\n\nSuccess: converged and within 1 cm and 0.5° of the ground truth, from the identity. "
+        f"{s['epochs']} epochs, {s['images']} synthetic images, {s['amp']}; the term: {s['pairs_per_step']} pairs a "
+        f"step, {s['iterations']} iterations a level, starts up to {s['rot_deg']:g}° and {s['trans_m']:g} m off, "
+        f"{s['align_sequences']} sequences of {s['align_frames']} frames; real: the first {s['real_frames']} frames "
+        "of the fr1/rpy dev copy at 128×160.\n\n" + table(depth_rows)
+    )
+
+
 def render_results(source: str, root: Path) -> str:
     """The block for one results file (`path`, or `path#pose` for the demo's pose scores): provenance, then table."""
     rel, _, section = source.partition("#")
@@ -183,6 +218,8 @@ def render_results(source: str, root: Path) -> str:
     result = doc["result"]
     if doc["benchmark"] == "demo":
         body = pose_table(result.get("pose")) if section == "pose" else demo_table(result)
+    elif doc["benchmark"] == "align_training":
+        body = align_training_table(result)
     elif doc["benchmark"] == "pose":
         body = pose_repro_cost_table(result) if section == "repro" else pose_benchmark_table(result)
     elif isinstance(result, list):
