@@ -108,3 +108,21 @@ def test_killed_ddp_run_resumes_on_every_rank_to_the_uninterrupted_weights(tmp_p
     for k, v in a["model"].items():
         torch.testing.assert_close(b["model"][k], v, rtol=0, atol=0, msg=f"{k} differs after resume")
     assert [r["epoch"] for r in b["history"]] == list(range(1, epochs + 1))
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_train_with_the_alignment_term(tmp_path: Path) -> None:
+    # The term's encoder pass runs beside DDP's forward; both reach the same parameters, which DDP
+    # must average once per step. Each rank draws its own pairs (seeded by rank).
+    from pipeline.sequences import align_data
+
+    root = make_root(tmp_path, n_train=8, n_val=3)
+    align = {"weight": 1.0, "sequences": 1, "frames": 4, "gaps": [1, 2], "pairs_per_step": 1, "iterations": 2}
+    raw = shrunk_raw(train={"epochs": 1, "batch_size": 2}, loss={"align": {**shrunk_raw()["loss"]["align"], **align}})
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    align_data.run(shrunk_params(loss=raw["loss"]), root)
+    proc = _torchrun(root, nproc=2)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    header, row = (root / raw["paths"]["train_log"]).read_text().splitlines()
+    value = dict(zip(header.split("\t"), row.split("\t"), strict=True))["train_align_loss"]
+    assert float(value) > 0
