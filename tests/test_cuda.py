@@ -64,3 +64,16 @@ def test_torchrun_on_nccl_matches_a_plain_run(tmp_path: Path) -> None:
     training.run(shrunk_params(**sections), plain_root)
     for k, v in load_last(plain_root)["model"].items():
         torch.testing.assert_close(load_last(ddp_root)["model"][k], v, msg=f"{k} differs")
+
+
+def test_the_alignment_term_trains_on_cuda_in_bf16(tmp_path: Path) -> None:
+    from pipeline.sequences import align_data
+
+    align = {"weight": 1.0, "sequences": 1, "frames": 4, "gaps": [1, 2], "pairs_per_step": 2, "iterations": 2}
+    params = shrunk_params(train=ON_CUDA, loss={"align": {**shrunk_raw()["loss"]["align"], **align}})
+    root = make_root(tmp_path)
+    align_data.run(params, root)
+    result = training.run(params, root)
+    assert result["device"].startswith("cuda")
+    history = _finite_history(tmp_path)
+    assert all(row["train_align_loss"] > 0 for row in history)
