@@ -130,6 +130,23 @@ def test_kill_during_preprocess_keeps_the_previous_output(tmp_path: Path):
     assert not list(ws.glob("data/.processed.*")), "staging folders left behind"
 
 
+def test_kill_during_align_data_keeps_the_previous_sequences(tmp_path: Path):
+    align = {**repo_raw()["loss"]["align"], "weight": 1.0, "sequences": 1, "frames": 3, "gaps": [1]}
+    ws = _workspace(tmp_path, preprocess={"height": 32, "width": 48}, loss={"align": align})
+    assert _stage("align_data", ws).returncode == 0
+    out = ws / "data/align_sequences"
+    before = {p.relative_to(out): _digest(p) for p in out.rglob("*") if p.is_file()}
+
+    _workspace(tmp_path, loss={"align": {**align, "sequences": 3, "frames": 30}})
+    _kill_when("align_data", ws, lambda: any(ws.glob("data/.align_sequences.*.tmp/*/rgb/*.png")))
+    assert {p.relative_to(out): _digest(p) for p in out.rglob("*") if p.is_file()} == before
+
+    proc = _stage("align_data", ws)
+    assert proc.returncode == 0, proc.stderr
+    assert len([p for p in out.iterdir() if p.is_dir()]) == 3
+    assert not list(ws.glob("data/.align_sequences.*")), "staging folders left behind"
+
+
 TRAIN = {"epochs": 5, "batch_size": 4, "warmup_epochs": 0, "device": "cpu", "lr": 0.002}
 
 
