@@ -8,6 +8,7 @@ first `/`. `train_log.tsv` and `metrics.json` keep their names (`dvc exp show` a
 | -------------------------------------- | --------------------------------------------- |
 | `train_loss`, `lr`, `images_per_s`     | `train/loss`, `train/lr`, `train/images_per_s` |
 | `seconds` (of the epoch)               | `train/epoch_seconds`                         |
+| `train_align_loss` (loss.align on)     | `train/align_loss`                            |
 | `val_loss`, `val_<metric>`             | `val/loss`, `val/<metric>`                    |
 | `<metric>` (metrics.json, test split)  | `test/<metric>`                               |
 | `baseline_<metric>`                    | `baseline/<metric>`                           |
