@@ -187,11 +187,12 @@ def align_training_table(r: dict[str, Any]) -> str:
         label = "depth only (weight 0)" if w == "0" else f"with the term, weight {w}"
         depth = {"δ1": model["delta1"], "AbsRel": model["abs_rel"], "train (s)": model["train_s"]}
         depth_rows.append({"model": label, **depth, "final align loss": model.get("final_align_loss")})
-    for w in (k for k in r["models"] if k != "0"):
-        for data in ("synthetic", "real"):
-            for depth in ("sensor", "predicted"):
-                for label, key, variant in ALIGN_METHODS:
-                    scores = r["models"][key or w].get(data, {}).get(variant.format(depth=depth))
+    weights = [k for k in r["models"] if k != "0"]
+    for data in ("synthetic", "real"):
+        for depth in ("sensor", "predicted"):
+            for label, key, variant in ALIGN_METHODS:
+                for w in weights if key is None else [key]:
+                    scores = r["models"][w].get(data, {}).get(variant.format(depth=depth))
                     if scores is None:
                         continue
                     name = f"{label} (weight {w})" if key is None else label
