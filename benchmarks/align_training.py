@@ -18,6 +18,7 @@ evaluate's test delta1 and AbsRel. Prints a line per model and, last, the JSON o
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import os
@@ -89,22 +90,29 @@ def _stage(name: str, params: Params, root: Path) -> Any:
     return out
 
 
-def train_one(params: Params, base: Path, root: Path) -> dict[str, Any]:
-    """Trains and evaluates in `root`, on `base`'s data (linked); returns timing and depth figures."""
+def train_one(params: Params, base: Path, root: Path, reuse: bool) -> dict[str, Any]:
+    """Trains and evaluates in `root`, on `base`'s data (linked); returns timing and depth figures.
+
+    With `reuse`, a model already trained and evaluated there is kept (the same seed and
+    params train the same weights bit for bit: tests/test_align.py), e.g. the depth-only
+    baseline of an earlier run of this benchmark in the same `--work` folder.
+    """
     for rel in (params.paths.processed_dir, params.paths.sequences):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         if not (root / rel).exists():
             (root / rel).symlink_to(base / rel)
-    start = time.perf_counter()
-    _stage("align_data", params, root)
-    result = _stage("train", params, root)
-    train_s = time.perf_counter() - start
-    _stage("evaluate", params, root)
+    if not (reuse and (root / params.paths.metrics).is_file()):
+        _stage("align_data", params, root)
+        _stage("train", params, root)
+        _stage("evaluate", params, root)
     metrics = json.loads((root / params.paths.metrics).read_text())
-    final = result.get("final") or {}
-    return {"train_s": round(train_s, 1), "delta1": round(metrics["delta1"], 4),
-            "abs_rel": round(metrics["abs_rel"], 4), "best_epoch": result.get("best_epoch"),
-            "final_align_loss": final.get("train_align_loss")}  # fmt: skip
+    with open(root / params.paths.train_log) as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    best = min(rows, key=lambda r: float(r["val_abs_rel"]))  # train.best_metric: abs_rel, the demo's
+    align = rows[-1].get("train_align_loss")
+    return {"train_s": round(sum(float(r["seconds"]) for r in rows), 1), "delta1": round(metrics["delta1"], 4),
+            "abs_rel": round(metrics["abs_rel"], 4), "best_epoch": int(best["epoch"]),
+            "final_align_loss": float(align) if align else None}  # fmt: skip
 
 
 def pose_scores(params: Params, root: Path, folders: list[Path], control: bool, max_frames: int) -> dict:
@@ -138,6 +146,7 @@ def main() -> None:
     ap.add_argument("--real", type=Path, default=REAL, help="a TUM-layout dev sequence ('' to skip)")
     ap.add_argument("--real-frames", type=int, default=100, help="its first N frames")
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    ap.add_argument("--reuse", action="store_true", help="keep models already trained in --work (same settings)")
     add_record_flag(ap, "align_training")
     args = ap.parse_args()
     rec = Recording.begin("align_training", args.record)
@@ -147,10 +156,11 @@ def main() -> None:
     p0 = demo_params(args, 0.0)
     base.mkdir(parents=True, exist_ok=True)
     for name in ("download", "preprocess", "sequences"):
-        _stage(name, p0, base)
+        if not (args.reuse and (base / p0.paths.processed_dir / "summary.json").is_file()):
+            _stage(name, p0, base)
     synthetic = list_sequences(base / p0.paths.sequences)
     real = [args.real] if str(args.real) not in ("", ".") and args.real.is_dir() else []
-    out: dict[str, Any] = {"settings": {**{k: v for k, v in vars(args).items() if k not in ("record", "work")},
+    out: dict[str, Any] = {"settings": {**{k: v for k, v in vars(args).items() if k not in ("record", "work", "reuse")},
                                         "epochs": p0.train.epochs, "amp": p0.train.amp, "real": str(args.real)},
                            "models": {}}  # fmt: skip
     out["settings"]["real"] = str(args.real)
@@ -158,7 +168,7 @@ def main() -> None:
         params = demo_params(args, w)
         root = base if w == 0 else work / f"w{w:g}"
         print(f"loss.align.weight {w:g}", flush=True)
-        entry = train_one(params, base, root)
+        entry = train_one(params, base, root, args.reuse)
         entry["synthetic"] = pose_scores(params, root, synthetic, w == 0, 0)
         if real:
             entry["real"] = pose_scores(params, root, real, w == 0, args.real_frames)
