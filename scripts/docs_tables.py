@@ -197,10 +197,13 @@ def align_training_table(r: dict[str, Any]) -> str:
                         continue
                     name = f"{label} (weight {w})" if key is None else label
                     cells = {f"gap {g.split('_')[1]}": f"{100 * v:.0f} %" for g, v in scores["success"].items()}
-                    rows.append({"frames": data, "depth": depth, "method": name, **cells})
+                    rot = {f"rot. RMSE gap {g.split('_')[1]}": f"{v:.2f}°" for g, v in scores["rot_rmse"].items()
+                           if g in ("gap_4", "gap_8")}  # fmt: skip
+                    rows.append({"frames": data, "depth": depth, "method": name, **cells, **rot})
     s = r["settings"]
     return (
-        table(rows) + "\n\nSuccess: converged and within 1 cm and 0.5° of the ground truth, from the identity. "
+        table(rows) + "\n\nSuccess: converged and within 1 cm and 0.5° of the ground truth, from the identity; "
+        "rotation RMSE over every scored pair of the gap. "
         f"{s['epochs']} epochs, {s['images']} synthetic images, {s['amp']}; the term: {s['pairs_per_step']} pairs a "
         f"step, {s['iterations']} iterations a level, starts up to {s['rot_deg']:g}° and {s['trans_m']:g} m off, "
         f"{s['align_sequences']} sequences of {s['align_frames']} frames; real: the first {s['real_frames']} frames "
