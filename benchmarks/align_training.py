@@ -75,7 +75,8 @@ def demo_params(args: argparse.Namespace, weight: float) -> Params:
     if args.epochs:
         over["train"]["epochs"] = args.epochs
     align = {"weight": weight, "pairs_per_step": args.pairs_per_step, "iterations": args.iterations,
-             "perturb_rot_deg": args.rot_deg, "perturb_trans_m": args.trans_m, "sequences": args.align_sequences,
+             "perturb_rot_deg": args.rot_deg, "perturb_trans_m": args.trans_m, "error": args.error,
+             "sequences": args.align_sequences,
              "frames": args.align_frames}  # fmt: skip
     over["loss"] = {"align": align}
     return params_from_dict(_merge(raw, over))
@@ -141,6 +142,7 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--rot-deg", type=float, default=5.0)
     ap.add_argument("--trans-m", type=float, default=0.05)
+    ap.add_argument("--error", choices=("reprojection", "points"), default="reprojection", help="loss.align.error")
     ap.add_argument("--align-sequences", type=int, default=8)
     ap.add_argument("--align-frames", type=int, default=40)
     ap.add_argument("--real", type=Path, default=REAL, help="a TUM-layout dev sequence ('' to skip)")

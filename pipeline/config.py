@@ -38,6 +38,7 @@ GroundTruth = Literal["raw", "filled"]
 Crop = Literal["eigen", "none"]
 TrainData = Literal["auto", "device", "stream"]
 SequenceSource = Literal["synthetic", "tum", "folder"]
+AlignError = Literal["reprojection", "points"]
 
 
 def choices(literal: Any) -> tuple[str, ...]:
@@ -507,6 +508,10 @@ class AlignLossParams(Section):
     """...and a translation of up to this length (random axis and direction, uniform magnitude)."""
     gaps: list[int]
     """Frame gaps of the training pairs, at 30 Hz (the pose stage scores 1, 2, 4, 8)."""
+    error: AlignError
+    """What the loss charges after each level: reprojection (PixLoc's: the target's points projected under the
+    estimate against the truth, normalised image units; blind to motion along the view) or points (their 3-D
+    distance, metres: every direction of translation counts, as the 1 cm success threshold does)."""
     sequences: int
     """Rendered training sequences, each in a room of its own (never an evaluation or depth-data room)."""
     frames: int
@@ -528,7 +533,7 @@ class AlignLossParams(Section):
 
 ALIGN_OFF = AlignLossParams(
     weight=0.0, pairs_per_step=4, iterations=3, perturb_rot_deg=5.0, perturb_trans_m=0.05, gaps=[1],
-    sequences=1, frames=2, seed=0,
+    error="reprojection", sequences=1, frames=2, seed=0,
 )  # fmt: skip
 """The term switched off: `LossParams`' default when built in code (params.yaml must still name every key)."""
 

@@ -206,6 +206,7 @@ def align_training_table(r: dict[str, Any]) -> str:
         "rotation RMSE over every scored pair of the gap. "
         f"{s['epochs']} epochs, {s['images']} synthetic images, {s['amp']}; the term: {s['pairs_per_step']} pairs a "
         f"step, {s['iterations']} iterations a level, starts up to {s['rot_deg']:g}° and {s['trans_m']:g} m off, "
+        f"loss on the {s.get('error', 'reprojection')} error, "
         f"{s['align_sequences']} sequences of {s['align_frames']} frames; real: the first {s['real_frames']} frames "
         "of the fr1/rpy dev copy at 128×160.\n\n" + table(depth_rows)
     )

@@ -14,7 +14,7 @@ from pipeline.errors import PipelineError
 from pipeline.pose.features import seeded_model
 from pipeline.pose.pairs import synthetic_pairs
 from pipeline.pose.solver import AlignOptions
-from pipeline.pose.unroll import align_loss, encoder_pairs, loss_points, perturb, reprojection_error
+from pipeline.pose.unroll import align_loss, encoder_pairs, loss_points, perturb, point_error, reprojection_error
 from pipeline.sequences import align_data
 from pipeline.sequences.layout import list_sequences, read_sequence
 from pipeline.sequences.synthetic import plan_sequence
@@ -56,6 +56,27 @@ def test_the_unrolled_solve_lowers_the_pose_error_from_the_perturbed_start(pair)
     assert (errors[-1] < start).all() and errors[-1].mean() < 0.5 * start.mean(), (errors, start)
     assert errors[-1].mean() < errors[0].mean()  # the finer levels refine the coarsest one's landing
     assert loss.item() > 0 and math.isfinite(loss.item())
+
+
+def test_the_point_error_counts_translation_along_the_line_of_sight() -> None:
+    X = torch.tensor([[[0.0, 0.0, 3.0], [0.5, -0.2, 2.0]]])  # (1, 2, 3) points ahead of the camera
+    valid, truth = torch.ones(1, 2, dtype=torch.bool), torch.eye(4)[None]
+    along = truth.clone()
+    along[0, 2, 3] = 0.01  # 1 cm forward
+    assert point_error(along, truth, X, valid).item() == pytest.approx(0.01, rel=1e-4)
+    assert reprojection_error(along, truth, X, valid).item() < 0.001  # a 2-D error barely sees it
+    assert point_error(truth, truth, X, valid).item() < 1e-5
+
+
+def test_the_points_loss_trains_finite_gradients(pair) -> None:
+    net = _net().train()
+    camera = NYU_KINECT.scaled(HW[1], HW[0])
+    start = perturb(pair.T, 4.0, 0.04, torch.Generator().manual_seed(0))
+    tgt, src = encoder_pairs(net, pair.rgb_tgt, pair.rgb_src, (1, 2, 4, 8))
+    loss, errors = align_loss(tgt, src, pair.depth_tgt, pair.T, start, camera, AlignOptions(), 2, "points")
+    loss.backward()
+    assert errors.shape == (4, 4) and errors[-1].mean() < 0.04  # metres: below the start's bound
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in net.parameters())
 
 
 def test_the_perturbation_stays_within_its_bounds() -> None:

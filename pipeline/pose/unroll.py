@@ -17,7 +17,10 @@ points under the estimate against under T_gt (PixLoc's two-view loss, Sarlin et 
 
 in normalised image coordinates (x/z, y/z: resolution-free, ~ radians of view), capped
 smoothly so a pair that diverged (e ~ 1) neither dominates nor wrecks the features
-(PixLoc caps its Barron loss for the same reason).
+(PixLoc caps its Barron loss for the same reason). `loss.align.error: points` charges the
+points' 3-D distance |T_l X - T_gt X| (metres) instead: measured on the demo, the depth-only
+encoder's failures were all translation (every rotation within 0.5 degrees, a quarter of
+the translations beyond 1 cm), which a 2-D error barely sees along the line of sight.
 
 Against GN-Net's Gauss-Newton loss (one step from a wrong start must land on the truth,
 scored by the negative log-likelihood of the truth under the step's Gaussian): GN-Net
@@ -50,7 +53,8 @@ from pipeline.pose import cost, robust, se3, warp
 from pipeline.pose.features import Pyramid, _encoder_pyramid
 from pipeline.pose.solver import AlignOptions, _level, _step
 
-CAP = 0.1  # normalised image units (~5.7 degrees of view): errors beyond it are a failed pair, charged ~CAP
+CAP = {"reprojection": 0.1, "points": 0.1}  # errors beyond it are a failed pair, charged ~CAP:
+# reprojection in normalised image units (0.1 ~ 5.7 degrees of view), points in metres (10 cm)
 LOSS_POINTS = 1024  # target points per pair the reprojection error averages over (a strided subset)
 EPS = 1e-12  # inside the square root: the error's gradient at an exact landing is finite
 
@@ -92,6 +96,21 @@ def reprojection_error(
     return (e * valid).sum(1) / valid.sum(1).clamp_min(1)
 
 
+def point_error(motion: torch.Tensor, truth: torch.Tensor, points: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(B,) mean |T X - T_gt X| over the valid points X (B, m, 3), metres: translation counts in every direction.
+
+    Why beside the reprojection error: a translation along the line of sight moves no
+    distant point's projection, so a 2-D loss barely sees it, while the pose stage's
+    success threshold (1 cm) counts it in full.
+    """
+    d = se3.transform(motion, points) - se3.transform(truth, points)  # (B, m, 3)
+    e = (d**2).sum(-1).add(EPS).sqrt()  # (B, m)
+    return (e * valid).sum(1) / valid.sum(1).clamp_min(1)
+
+
+ERRORS = {"reprojection": reprojection_error, "points": point_error}
+
+
 def unroll_level(lv: cost.Level, start: torch.Tensor, iterations: int, damping: float) -> torch.Tensor:
     """`iterations` damped Gauss-Newton steps on one level from `start` (B, 4, 4), with gradients; -> (B, 4, 4).
 
@@ -120,7 +139,7 @@ def encoder_pairs(model: DepthNet, rgb_tgt: torch.Tensor, rgb_src: torch.Tensor,
 
 def align_loss(
     target: Pyramid, source: Pyramid, depth: torch.Tensor, truth: torch.Tensor, start: torch.Tensor,
-    camera: Intrinsics, opts: AlignOptions, iterations: int,
+    camera: Intrinsics, opts: AlignOptions, iterations: int, error: str = "reprojection",
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """The unrolled alignment's loss and its per-level errors.
 
@@ -133,9 +152,10 @@ def align_loss(
         camera: intrinsics of the (H, W) frames.
         opts: the solver's settings (points, channels, border, damping, strides) as the pose stage runs it.
         iterations: Gauss-Newton steps per level.
+        error: `reprojection` (`reprojection_error`) or `points` (`point_error`): what each level is charged.
 
     Returns:
-        (scalar loss, (L, B) reprojection errors after each level, coarse first, detached).
+        (scalar loss, (L, B) errors after each level, coarse first, detached).
     """
     X, valid = loss_points(depth, camera)
     T, errors = start.float(), []
@@ -143,7 +163,7 @@ def align_loss(
         for i in reversed(range(len(target.strides))):  # coarse to fine
             lv = _level(target, source, i, depth.float(), camera, opts)
             T = unroll_level(lv, T.detach(), iterations, opts.damping)
-            errors.append(reprojection_error(T, truth.float(), X, valid))
-    e = torch.stack(errors)  # (L, B)
-    loss = (CAP * torch.tanh(e / CAP)).mean()
+            errors.append(ERRORS[error](T, truth.float(), X, valid))
+    e, cap = torch.stack(errors), CAP[error]  # (L, B)
+    loss = (cap * torch.tanh(e / cap)).mean()
     return loss, e.detach()

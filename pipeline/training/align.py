@@ -127,7 +127,7 @@ class AlignTerm:
         i, j, truth = b.target[pick], b.source[pick], b.truth[pick]
         start = perturb(truth.cpu(), cfg.perturb_rot_deg, cfg.perturb_trans_m, self.gen).to(truth.device)
         tgt, src = encoder_pairs(net, layout(b.rgb[i]), layout(b.rgb[j]), self.opts.strides)
-        value, _ = align_loss(tgt, src, b.depth[i], truth, start, b.camera, self.opts, cfg.iterations)
+        value, _ = align_loss(tgt, src, b.depth[i], truth, start, b.camera, self.opts, cfg.iterations, cfg.error)
         return value
 
 
