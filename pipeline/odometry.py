@@ -39,7 +39,7 @@ from pipeline.logs import setup_logging
 from pipeline.model import DepthNet, load_model
 from pipeline.pose.features import FEATURE_KINDS, Pyramid, extract, extract_with_depth
 from pipeline.pose.frames import SequenceFrames, frames_from_images, load_frames, read_rgb
-from pipeline.pose.solver import AlignOptions, AlignResult, align
+from pipeline.pose.solver import AlignOptions, AlignResult, PreparedTarget, align, prepare_target
 from pipeline.sequences.layout import pose_line, read_sequence
 from pipeline.trajectory.metrics import score_trajectory
 from pipeline.trajectory.poses import check_poses
@@ -162,16 +162,18 @@ def track(frames: SequenceFrames, model: DepthNet | None, features: str, depth: 
     start = time.perf_counter()
     n = len(frames)
     poses, converged, is_key = np.tile(np.eye(4), (n, 1, 1)), np.zeros(n - 1, bool), np.zeros(n, bool)
-    key = prev = _frame(frames, 0, model, features, depth, options, device)
-    key_k = 0
+    camera = frames.intrinsics
+    prev = _frame(frames, 0, model, features, depth, options, device)
+    key, key_k = _Key.of(prev, camera, options), 0
     eye = torch.eye(4, device=device)[None]  # (1, 4, 4)
     from_key, velocity = eye, eye  # T_prev_from_key, T_prev_from_prevprev
     for k in range(1, n):
         cur = _frame(frames, k, model, features, depth, options, device)
-        r = _solve(key, cur, frames.intrinsics, velocity @ from_key, from_key, options)
+        r = _solve(key, cur[0], camera, velocity @ from_key, from_key, options)
         if keyframes and key_k != k - 1 and not _holds(r):
-            key, key_k, from_key = prev, k - 1, eye  # the keyframe no longer serves: its successor takes over
-            r = _solve(key, cur, frames.intrinsics, velocity, eye, options)
+            # The keyframe no longer serves: its successor takes over.
+            key, key_k, from_key = _Key.of(prev, camera, options), k - 1, eye
+            r = _solve(key, cur[0], camera, velocity, eye, options)
         is_key[key_k] = True
         T = check_poses(r.T.double().cpu().numpy(), "motion")  # (1, 4, 4) T_k_from_key, projected onto SO(3)
         poses[k] = poses[key_k] @ np.linalg.inv(T[0])
@@ -181,16 +183,31 @@ def track(frames: SequenceFrames, model: DepthNet | None, features: str, depth: 
         velocity, from_key = Tt @ torch.linalg.inv(from_key), Tt
         prev = cur
         if not keyframes:
-            key, key_k, from_key = cur, k, eye
+            key, key_k, from_key = _Key.of(cur, camera, options), k, eye
     return Odometry(frames.times, poses, converged, time.perf_counter() - start, is_key)
 
 
-def _solve(key: tuple[Pyramid, torch.Tensor], cur: tuple[Pyramid, torch.Tensor], camera: Intrinsics,
-           guess: torch.Tensor, fallback: torch.Tensor, options: AlignOptions) -> AlignResult:  # fmt: skip
+@dataclass(frozen=True)
+class _Key:
+    """The frame others are aligned to: its pyramid and depth, and (intensities) its levels prepared once."""
+
+    pyramid: Pyramid
+    depth: torch.Tensor  # (1, 1, h, w) metres
+    prepared: PreparedTarget | None  # None for encoder features (their levels are projected per pair)
+
+    @staticmethod
+    def of(frame: tuple[Pyramid, torch.Tensor], camera: Intrinsics, options: AlignOptions) -> _Key:
+        pyramid, depth = frame
+        prepared = prepare_target(pyramid, depth, camera, options) if pyramid.kind != "encoder" else None
+        return _Key(pyramid, depth, prepared)
+
+
+def _solve(key: _Key, cur: Pyramid, camera: Intrinsics, guess: torch.Tensor, fallback: torch.Tensor,
+           options: AlignOptions) -> AlignResult:  # fmt: skip
     """T_cur_from_key from `guess` (1, 4, 4), solved again from `fallback` when it does not converge."""
-    r = align(key[0], cur[0], key[1], camera, guess, options)
+    r = align(key.pyramid, cur, key.depth, camera, guess, options, key.prepared)
     if not bool(r.converged[0]):
-        r = better(r, align(key[0], cur[0], key[1], camera, fallback, options))
+        r = better(r, align(key.pyramid, cur, key.depth, camera, fallback, options, key.prepared))
     return r
 
 

@@ -11,6 +11,7 @@ import torch
 from pipeline.camera import NYU_KINECT
 from pipeline.model.build import build_model
 from pipeline.pose import STATUS, AlignOptions, Pyramid, align, extract, untrained_copy
+from pipeline.pose.solver import prepare_target
 from pipeline.pose.pairs import PairBatch, synthetic_pairs
 from pipeline.pose.se3 import pose_error
 from tests.conftest import model_params
@@ -63,7 +64,9 @@ def test_untrained_encoder_features_recover_the_motion(pairs: PairBatch, tiny_en
 
 def test_a_pair_stopped_by_the_damping_limit_is_not_converged(pairs: PairBatch) -> None:
     """Steps damped to nothing stop a pair at lambda's limit: flagged `damping_limit`, not `converged`."""
-    res = run(pairs, init=pairs.T, opts=AlignOptions(damping=1e6))  # at the truth: a low residual
+    near = pairs.T.clone()
+    near[:, :3, 3] += 0.005  # 9 mm from the truth: a low residual, but an undamped step far above step_tol
+    res = run(pairs, init=near, opts=AlignOptions(damping=1e6))
     assert not res.converged.any() and all(STATUS[s] == "damping_limit" for s in res.status.tolist())
 
 
@@ -140,7 +143,7 @@ def test_extract_levels_and_errors(tiny_encoder) -> None:
     norms = enc.levels[0].norm(dim=1)
     assert torch.allclose(norms[norms > 0.5], torch.ones(()), atol=1e-4)  # unit vectors per pixel
     img = extract(None, rgb, "rgb", (1, 8))
-    assert img.strides == (1, 8) and img.levels[1].shape == (2, 3, 4, 6)
+    assert img.strides == (1, 8) and img.levels[1].shape == (2, 1, 4, 6)  # luminance, one channel
     with pytest.raises(ValueError, match="need the depth network"):
         extract(None, rgb, "encoder", (1,))
     with pytest.raises(ValueError, match="unknown feature kind"):
@@ -223,3 +226,19 @@ def test_pyramid_take_and_cat_pair_up_a_sequence(pairs: PairBatch) -> None:
     assert torch.equal(res.T, run(PairBatch(*(getattr(pairs, f.name)[:1] for f in dataclasses.fields(pairs)))).T)
     with pytest.raises(ValueError, match="differ"):
         Pyramid.cat([whole, extract(None, frames, "rgb", (1, 2))])
+
+
+def test_a_prepared_target_aligns_exactly_as_the_unprepared_one(pairs: PairBatch, tiny_encoder) -> None:
+    """`prepare_target` once, several sources: the same results as preparing with each (the tracker's keyframe)."""
+    tgt = extract(None, pairs.rgb_tgt, "rgb", OPTS.strides)
+    prepared = prepare_target(tgt, pairs.depth_tgt, K, OPTS)
+    for src_rgb in (pairs.rgb_src, pairs.rgb_tgt.flip(-1)):
+        src = extract(None, src_rgb, "rgb", OPTS.strides)
+        plain, reused = align(tgt, src, pairs.depth_tgt, K), align(tgt, src, pairs.depth_tgt, K, prepared=prepared)
+        assert torch.equal(plain.T, reused.T) and torch.equal(plain.status, reused.status)
+    other = extract(None, pairs.rgb_src, "rgb", OPTS.strides)
+    with pytest.raises(ValueError, match="another target"):
+        align(other, other, pairs.depth_tgt, K, prepared=prepared)
+    enc = extract(tiny_encoder, pairs.rgb_tgt, "encoder", OPTS.strides)
+    with pytest.raises(ValueError, match="projected per pair"):
+        prepare_target(enc, pairs.depth_tgt, K, OPTS)

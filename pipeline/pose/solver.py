@@ -178,6 +178,50 @@ def _step(H: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor: 
     return torch.nan_to_num(xi, nan=0.0, posinf=0.0, neginf=0.0)
 
 
+@dataclass(frozen=True)
+class PreparedTarget:
+    """A batch of targets' levels prepared once, to align several sources against (`prepare_target`).
+
+    What a level holds fixed (points, target features, gradients, warp Jacobians) depends
+    on the target alone for intensities; a tracker aligns every frame to one keyframe, so
+    preparing the keyframe once saves that work for every frame it serves (and for the
+    retry from a second start). Encoder levels are projected per pair (`project_pair`):
+    they are prepared with each source.
+    """
+
+    levels: tuple[cost.Level, ...]  # in the pyramid's strides order
+    target: Pyramid
+
+
+@torch.no_grad()
+def prepare_target(
+    target: Pyramid, depth_tgt: torch.Tensor, camera: Intrinsics, options: AlignOptions | None = None
+) -> PreparedTarget:
+    """The target's levels for `align(..., prepared=)`: intensities only (arguments as `align`).
+
+    Raises:
+        ValueError: encoder features (their levels depend on the pair), or a size mismatch.
+    """
+    opts = options or AlignOptions()
+    if target.kind == "encoder":
+        raise ValueError("encoder levels are projected per pair (project_pair): align them without prepare_target")
+    _check_target(target, depth_tgt, camera)
+    depth = depth_tgt.to(target.levels[0].device)
+    return PreparedTarget(tuple(_level(target, target, i, depth, camera, opts) for i in range(len(target.strides))),
+                          target)  # fmt: skip
+
+
+def _check_target(target: Pyramid, depth_tgt: torch.Tensor, camera: Intrinsics) -> None:
+    """Raises ValueError when the intrinsics or the depth do not fit the target's frames."""
+    if (camera.height, camera.width) != target.image_hw:
+        raise ValueError(f"intrinsics are for {camera.height}x{camera.width}, the frames are {target.image_hw}")
+    B = target.levels[0].shape[0]
+    if depth_tgt.dim() != 4 or depth_tgt.shape[0] != B or tuple(depth_tgt.shape[-2:]) != target.image_hw:
+        raise ValueError(
+            f"depth_tgt is {tuple(depth_tgt.shape)}, expected ({B}, 1, {target.image_hw[0]}, {target.image_hw[1]})"
+        )
+
+
 @torch.no_grad()
 def align(
     target: Pyramid,
@@ -186,6 +230,7 @@ def align(
     camera: Intrinsics,
     init: torch.Tensor | None = None,
     options: AlignOptions | None = None,
+    prepared: PreparedTarget | None = None,
 ) -> AlignResult:
     """Estimates T_j_from_i for each (target i, source j) pair of the batch.
 
@@ -197,6 +242,8 @@ def align(
         init: (B, 4, 4) starting T_j_from_i (e.g. the previous pair's motion); identity if None
             (and for a pair whose init is not finite).
         options: solver settings (`AlignOptions()` if None).
+        prepared: `prepare_target(target, depth_tgt, camera, options)`, made once for
+            several sources (intensities); None prepares the target here.
 
     Returns:
         `AlignResult`, on the pyramids' device.
@@ -204,20 +251,20 @@ def align(
     opts = options or AlignOptions()
     if target.strides != source.strides or target.image_hw != source.image_hw or target.kind != source.kind:
         raise ValueError("target and source pyramids differ in kind, strides or frame size")
-    if (camera.height, camera.width) != target.image_hw:
-        raise ValueError(f"intrinsics are for {camera.height}x{camera.width}, the frames are {target.image_hw}")
+    if prepared is not None and prepared.target is not target:
+        raise ValueError("prepared was made for another target pyramid")
+    _check_target(target, depth_tgt, camera)
     f0 = target.levels[0]
     B, device = f0.shape[0], f0.device
-    if depth_tgt.dim() != 4 or depth_tgt.shape[0] != B or tuple(depth_tgt.shape[-2:]) != target.image_hw:
-        raise ValueError(
-            f"depth_tgt is {tuple(depth_tgt.shape)}, expected ({B}, 1, {target.image_hw[0]}, {target.image_hw[1]})"
-        )
     eye = torch.eye(4, device=device).expand(B, 4, 4)
     start = eye.clone() if init is None else init.to(device=device, dtype=torch.float32).clone()
     start = torch.where(torch.isfinite(start).flatten(1).all(1)[:, None, None], start, eye)  # a NaN init: identity
     T, iters = start, torch.zeros(B, dtype=torch.long, device=device)
     for i in reversed(range(len(target.strides))):  # coarse to fine
-        lv = _level(target, source, i, depth_tgt.to(device), camera, opts)
+        if prepared is not None:
+            lv = prepared.levels[i].with_source(source.levels[i])
+        else:
+            lv = _level(target, source, i, depth_tgt.to(device), camera, opts)
         T, reason, n, r, inview, sc, H, held = _solve_level(lv, T, opts)
         iters += n
     return _result(lv, T, start, reason, iters, r, inview, sc, H, held, opts)
