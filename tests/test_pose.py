@@ -11,9 +11,9 @@ import torch
 from pipeline.camera import NYU_KINECT
 from pipeline.model.build import build_model
 from pipeline.pose import STATUS, AlignOptions, Pyramid, align, extract, untrained_copy
-from pipeline.pose.solver import prepare_target
 from pipeline.pose.pairs import PairBatch, synthetic_pairs
 from pipeline.pose.se3 import pose_error
+from pipeline.pose.solver import prepare_target
 from tests.conftest import model_params
 
 SIZE = (96, 128)
