@@ -141,8 +141,8 @@ def load(a: argparse.Namespace, hw: tuple[int, int]) -> SequenceFrames:
 def options_for(hw: tuple[int, int], iterations: int = AlignOptions().iterations) -> AlignOptions:
     """The solver's settings for frames of `hw`: its defaults, `iterations` a level at most.
 
-    The points a level grow with the frame's area inside the solver (`solver.point_budget`:
-    at 480x640, 4 x 4096), so 480x640 keeps 240x320's density of points.
+    The finest level's points grow with the frame's area inside the solver
+    (`solver.point_budget`: at 480x640, 4 x 4096), so 480x640 keeps 240x320's density there.
     """
     del hw  # the solver scales the point budget from the frames themselves
     return AlignOptions(iterations=iterations)

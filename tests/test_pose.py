@@ -176,10 +176,11 @@ def test_mismatched_inputs_are_refused(pairs: PairBatch) -> None:
 
 
 def test_point_budget_keeps_a_level_share_of_a_larger_frame() -> None:
-    """480x640 frames get 4x the points of 240x320 (a fixed budget made them less accurate); smaller keep the budget."""
+    """480x640's finest level gets 4x 240x320's points (a fixed budget was less accurate); the rest keep it."""
     from pipeline.pose.solver import point_budget
 
     assert point_budget((480, 640), OPTS) == 4 * OPTS.max_points
+    assert point_budget((480, 640), OPTS, finest=False) == OPTS.max_points
     assert point_budget((240, 320), OPTS) == point_budget((96, 128), OPTS) == OPTS.max_points
 
 
