@@ -172,6 +172,23 @@ def pose_repro_cost_table(r: dict[str, Any]) -> str:
     )
 
 
+def groundtruth_timing_table(result: list[dict[str, Any]]) -> str:
+    """`benchmarks/groundtruth_timing.py`: a row per (ground truth's timing, method): success per gap, gap-4 errors."""
+    rows = []
+    for seq in result:
+        for how, methods in seq["scored_against"].items():
+            for method, gaps in methods.items():
+                row: dict[str, Any] = {"sequence": seq["sequence"], "scored against": how, "method": method}
+                row |= {f"success {g.replace('_', ' ')}": f"{v['success_pct']:.0f}%" for g, v in gaps.items()}
+                g4 = gaps.get("gap_4")
+                if g4:
+                    row["gap 4 median error"] = f"{g4['median_trans_mm']:.1f} mm, {g4['median_rot_deg']:.2f}°"
+                rows.append(row)
+    lags = "; ".join(f"{s['sequence']}: depth − RGB time median {s['depth_minus_rgb_ms']['median']} ms, "
+                     f"at most {s['depth_minus_rgb_ms']['max_abs']} ms apart" for s in result)  # fmt: skip
+    return f"{table(rows)}\n\n{lags}."
+
+
 def render_results(source: str, root: Path) -> str:
     """The block for one results file (`path`, or `path#pose` for the demo's pose scores): provenance, then table."""
     rel, _, section = source.partition("#")
@@ -185,6 +202,8 @@ def render_results(source: str, root: Path) -> str:
         body = pose_table(result.get("pose")) if section == "pose" else demo_table(result)
     elif doc["benchmark"] == "pose":
         body = pose_repro_cost_table(result) if section == "repro" else pose_benchmark_table(result)
+    elif doc["benchmark"] == "groundtruth_timing":
+        body = groundtruth_timing_table(result)
     elif isinstance(result, list):
         body = table(result)
     else:
