@@ -243,3 +243,20 @@ def test_a_prepared_target_aligns_exactly_as_the_unprepared_one(pairs: PairBatch
     enc = extract(tiny_encoder, pairs.rgb_tgt, "encoder", OPTS.strides)
     with pytest.raises(ValueError, match="projected per pair"):
         prepare_target(enc, pairs.depth_tgt, K, OPTS)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_encoder_features_match_float32_in_either_precision(monkeypatch, tiny_encoder, bf16: bool) -> None:
+    """Where the device has bf16 units the encoder runs in bf16: the maps come back float32 and close to float32's."""
+    import pipeline.pose.features as features
+
+    rgb = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(3))
+    monkeypatch.setattr(features, "native_bf16", lambda device: False)
+    ref = extract(tiny_encoder, rgb, "encoder", (1, 2, 4))
+    monkeypatch.setattr(features, "native_bf16", lambda device: bf16)
+    got = extract(tiny_encoder, rgb, "encoder", (1, 2, 4))
+    for a, b in zip(ref.levels, got.levels, strict=True):
+        assert b.dtype == torch.float32 and b.is_contiguous()
+        live = a.norm(dim=1) > 0.5  # unit vectors per pixel (an all-zero post-ReLU pixel stays 0)
+        cosine = (a * b).sum(1)[live]  # 1 where they agree
+        assert live.float().mean() > 0.5 and cosine.min() > (0.98 if bf16 else 0.999), cosine.min()
