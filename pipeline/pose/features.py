@@ -19,10 +19,10 @@ is in [0, 2] at every level.
 Intensities are one channel, the luminance (ITU-R BT.601 weights, as DVO and most
 direct odometry align grey images), standardised per image (zero mean, unit standard
 deviation): for them per-image statistics are the point, they cancel a global exposure
-change between the two frames. One channel, not three: RGB's channels move together
-(the robust scale measured ~1.2 effective degrees of freedom of 3), so three cost three
-times the sampling and products for the same information (fr1/rpy dev frames, 240x320:
-success per gap unchanged, 51/42/20/3 % against 50/42/20/3 %).
+change between the two frames. One channel, not three: RGB's channels largely move
+together, and three cost three times the sampling and products for the same success
+(fr1/rpy dev frames 300-449, 240x320, gaps 1/2/4/8: 51/42/20/3 % with three channels,
+50/42/20/3 % with one; on all 394 dev frames the tracker's ATE was 17.8 mm against 21.4).
 """
 
 from __future__ import annotations
