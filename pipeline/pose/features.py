@@ -15,7 +15,9 @@ never per image: centring each image on its own mean gives the same 3-D point di
 features in the two frames whenever their views differ. `project_pair` also projects a
 level's C channels onto the pair's leading principal components (PixLoc aligns 32-128
 channels; the coarse U-Net levels carry 128-512) and renormalises, so a residual's norm
-is in [0, 2] at every level.
+is in [0, 2] at every level. A tracker that aligns many frames to one keyframe fits the
+`Projection` on the keyframe alone, once, and applies that same map to every frame it
+serves (`solver.prepare_target`): one map for both frames of a pair, as the pair's own.
 Intensities are one channel, the luminance (ITU-R BT.601 weights, as DVO and most
 direct odometry align grey images), standardised per image (zero mean, unit standard
 deviation): for them per-image statistics are the point, they cancel a global exposure
@@ -162,6 +164,44 @@ def _encoder_pyramid(model: DepthNet, feats: list[torch.Tensor], want: tuple[int
 PCA_PIXELS = 4096  # pixels per frame the pair's covariance is estimated from (a strided subset beyond)
 
 
+@dataclass(frozen=True)
+class Projection:
+    """One level's shared centring and channel projection, applied alike to every frame it serves.
+
+    Attributes:
+        mean: (B, C, 1, 1) the pixels' mean feature.
+        axes: (B, c, C) the leading principal axes, or None (C <= the channels wanted: centre only).
+    """
+
+    mean: torch.Tensor
+    axes: torch.Tensor | None
+
+    def apply(self, f: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> (B, c, h, w): centred, projected, unit vectors per pixel."""
+        centred = f - self.mean
+        if self.axes is None:
+            return _unit(centred)
+        B, _, h, w = f.shape
+        return _unit((self.axes @ centred.flatten(2)).reshape(B, self.axes.shape[1], h, w))
+
+
+def fit_projection(maps: list[torch.Tensor], channels: int) -> Projection:
+    """The `Projection` fitted on the pixels of `maps` together (each (B, C, h, w)): their mean, their leading axes.
+
+    The axes are a constant to autograd (the alignment term trains through this function,
+    `pipeline.pose.unroll`): subspace iteration's QR gradients blow up where eigenvalues
+    cross. The solver runs without gradients, so this changes none of its numbers.
+    """
+    B, C, h, w = maps[0].shape
+    step = max(1, (h * w) // PCA_PIXELS)
+    sub = torch.cat([f.flatten(2)[..., ::step] for f in maps], dim=2)  # (B, C, m)
+    mean = sub.mean(dim=2, keepdim=True)[..., None]  # (B, C, 1, 1)
+    if channels >= C:
+        return Projection(mean, None)
+    x = (sub - mean[..., 0]).detach()
+    return Projection(mean, _leading_axes(x @ x.transpose(1, 2), channels).transpose(1, 2))  # (B, c, C)
+
+
 def project_pair(f_tgt: torch.Tensor, f_src: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Centres two (B, C, h, w) encoder maps on their pair's mean, keeps `channels` principal components, renormalises.
 
@@ -169,16 +209,8 @@ def project_pair(f_tgt: torch.Tensor, f_src: torch.Tensor, channels: int) -> tup
     same 3-D point keeps the same feature in both frames. With C <= `channels` only the
     centring and renormalising happen. Returns (B, c, h, w) twice, unit vectors per pixel.
     """
-    B, C, h, w = f_tgt.shape
-    step = max(1, (h * w) // PCA_PIXELS)
-    sub = torch.cat([f_tgt.flatten(2)[..., ::step], f_src.flatten(2)[..., ::step]], dim=2)  # (B, C, m)
-    mean = sub.mean(dim=2, keepdim=True)[..., None]  # (B, C, 1, 1)
-    if channels >= C:
-        return tuple(_unit(f - mean) for f in (f_tgt, f_src))  # type: ignore[return-value]
-    x = sub - mean[..., 0]
-    P = _leading_axes(x @ x.transpose(1, 2), channels).transpose(1, 2)  # (B, c, C)
-    out = (_unit((P @ (f - mean).flatten(2)).reshape(B, channels, h, w)) for f in (f_tgt, f_src))
-    return tuple(out)  # type: ignore[return-value]
+    proj = fit_projection([f_tgt, f_src], channels)
+    return proj.apply(f_tgt), proj.apply(f_src)
 
 
 SUBSPACE_ITERATIONS = 4  # power steps: the 32-dim subspace settles in a few (a full eigh cost 10-50x more here)

@@ -20,7 +20,7 @@ import torch
 
 from pipeline.camera import Intrinsics
 from pipeline.pose import cost, robust, se3, warp
-from pipeline.pose.features import Pyramid, project_pair
+from pipeline.pose.features import Projection, Pyramid, fit_projection, project_pair
 from pipeline.pose.serial import one_thread
 
 STATUS = ("converged", "not_finite", "few_valid", "high_residual", "iteration_cap", "damping_limit")
@@ -183,32 +183,42 @@ class PreparedTarget:
     """A batch of targets' levels prepared once, to align several sources against (`prepare_target`).
 
     What a level holds fixed (points, target features, gradients, warp Jacobians) depends
-    on the target alone for intensities; a tracker aligns every frame to one keyframe, so
-    preparing the keyframe once saves that work for every frame it serves (and for the
-    retry from a second start). Encoder levels are projected per pair (`project_pair`):
-    they are prepared with each source.
+    on the target alone once its features do: a tracker aligns every frame to one keyframe,
+    so preparing the keyframe once saves that work for every frame it serves (and for the
+    retry from a second start). Intensities depend on the target alone as they are; encoder
+    levels are centred and projected with a `Projection` fitted on the target alone
+    (`fit_projection`) instead of the pair's (`project_pair`), and each source is mapped
+    with that same projection: one map for both frames, as the pair's own gives.
     """
 
     levels: tuple[cost.Level, ...]  # in the pyramid's strides order
+    projections: tuple[Projection | None, ...]  # per level: the encoder's (None: intensities)
     target: Pyramid
+
+    def level(self, i: int, source: Pyramid) -> cost.Level:
+        """Level i against `source`'s map (projected as the target's was)."""
+        f_src, proj = source.levels[i], self.projections[i]
+        return self.levels[i].with_source(f_src if proj is None else proj.apply(f_src))
 
 
 @torch.no_grad()
 def prepare_target(
     target: Pyramid, depth_tgt: torch.Tensor, camera: Intrinsics, options: AlignOptions | None = None
 ) -> PreparedTarget:
-    """The target's levels for `align(..., prepared=)`: intensities only (arguments as `align`).
+    """The target's levels for `align(..., prepared=)` (arguments as `align`).
 
     Raises:
-        ValueError: encoder features (their levels depend on the pair), or a size mismatch.
+        ValueError: the intrinsics or the depth do not fit the target's frames.
     """
     opts = options or AlignOptions()
-    if target.kind == "encoder":
-        raise ValueError("encoder levels are projected per pair (project_pair): align them without prepare_target")
     _check_target(target, depth_tgt, camera)
     depth = depth_tgt.to(target.levels[0].device)
-    return PreparedTarget(tuple(_level(target, target, i, depth, camera, opts) for i in range(len(target.strides))),
-                          target)  # fmt: skip
+    levels, projections = [], []
+    for i, f in enumerate(target.levels):
+        proj = fit_projection([f], opts.channels) if target.kind == "encoder" else None
+        levels.append(_level(target, target, i, depth, camera, opts, proj))
+        projections.append(proj)
+    return PreparedTarget(tuple(levels), tuple(projections), target)
 
 
 def _check_target(target: Pyramid, depth_tgt: torch.Tensor, camera: Intrinsics) -> None:
@@ -262,7 +272,7 @@ def align(
     T, iters = start, torch.zeros(B, dtype=torch.long, device=device)
     for i in reversed(range(len(target.strides))):  # coarse to fine
         if prepared is not None:
-            lv = prepared.levels[i].with_source(source.levels[i])
+            lv = prepared.level(i, source)
         else:
             lv = _level(target, source, i, depth_tgt.to(device), camera, opts)
         T, reason, n, r, inview, sc, H, held = _solve_level(lv, T, opts)
@@ -270,13 +280,21 @@ def align(
     return _result(lv, T, start, reason, iters, r, inview, sc, H, held, opts)
 
 
-def _level(target: Pyramid, source: Pyramid, i: int, depth: torch.Tensor, camera: Intrinsics, opts) -> cost.Level:
-    """Level i's fixed terms: the pair-projected maps (encoder), depth at its pixel centres, its intrinsics."""
+def _level(target: Pyramid, source: Pyramid, i: int, depth: torch.Tensor, camera: Intrinsics, opts,
+           projection: Projection | None = None) -> cost.Level:  # fmt: skip
+    """Level i's fixed terms: the projected maps (encoder), depth at its pixel centres, its intrinsics.
+
+    Encoder maps are centred and projected with `projection`, or (None) the pair's own (`project_pair`).
+    """
     s, o = target.strides[i], target.offsets[i]
     f_tgt, f_src = target.levels[i], source.levels[i]
     border = 0
-    if target.kind == "encoder":  # learned features: pair-shared centring and projection, border margin
-        f_tgt, f_src = project_pair(f_tgt, f_src, opts.channels)
+    if target.kind == "encoder":  # learned features: shared centring and projection, border margin
+        if projection is None:
+            f_tgt, f_src = project_pair(f_tgt, f_src, opts.channels)
+        else:
+            f_tgt = projection.apply(f_tgt)
+            f_src = f_tgt if source is target else projection.apply(f_src)
         h, w = f_tgt.shape[-2:]
         border = min(opts.feature_border, max(0, (min(h, w) - 8) // 4))  # a tiny map keeps half its pixels
     k = warp.level_intrinsics(camera, s, depth.device, o)
