@@ -253,7 +253,7 @@ def align(
             (and for a pair whose init is not finite).
         options: solver settings (`AlignOptions()` if None).
         prepared: `prepare_target(target, depth_tgt, camera, options)`, made once for
-            several sources (intensities); None prepares the target here.
+            several sources (a tracker's keyframe); None prepares the target here.
 
     Returns:
         `AlignResult`, on the pyramids' device.
