@@ -183,7 +183,7 @@ def test_encoder_projection_per_pair_or_per_keyframe(setting, monkeypatch) -> No
 
     _, seq, model_path = setting
     model = load_model(model_path)[0]
-    frames = load_frames(read_sequence(seq), (96, 128), 0)
+    frames = load_frames(read_sequence(seq), (96, 128), 5)
     calls = []
     real = odometry.prepare_target
     monkeypatch.setattr(odometry, "prepare_target", lambda *a, **k: calls.append(1) or real(*a, **k))
