@@ -71,8 +71,11 @@ def main() -> None:
     ap.add_argument("--max-frames", type=int, default=0, help="the first N associated frames of each (0: all)")
     ap.add_argument("--model", type=Path, help="a depth network: adds encoder features")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     add_record_flag(ap, "real_frames")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rec = Recording.begin("real_frames", args.record)
     device = torch.device(args.device)
     model = load_model(args.model, map_location=device)[0] if args.model else None

@@ -30,3 +30,24 @@ def pick_device(name: str = "auto", key: str = "device") -> torch.device:
     if name == "mps" and not mps:
         raise PipelineError(f"{key} is 'mps' but MPS is not available; use auto or cpu")
     return torch.device(name)
+
+
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs with bf16 matrix units
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 natively: a CUDA GPU that supports it, or a CPU with AMX or AVX512-BF16.
+
+    Elsewhere bf16 is emulated and slower than float32 (the demo measured it: scripts/demo.sh).
+    The CPU's flags are read from /proc/cpuinfo (Linux); without it, False.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in CPU_BF16_FLAGS)

@@ -39,7 +39,7 @@ from pipeline.logs import setup_logging
 from pipeline.model import DepthNet, load_model
 from pipeline.pose.features import FEATURE_KINDS, Pyramid, extract, extract_with_depth
 from pipeline.pose.frames import SequenceFrames, frames_from_images, load_frames, read_rgb
-from pipeline.pose.solver import AlignOptions, AlignResult, align
+from pipeline.pose.solver import AlignOptions, AlignResult, PreparedTarget, align, prepare_target
 from pipeline.sequences.layout import pose_line, read_sequence
 from pipeline.trajectory.metrics import score_trajectory
 from pipeline.trajectory.poses import check_poses
@@ -84,6 +84,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                     "slerped to the frame's time (labelled in the output; not the field's figure)")  # fmt: skip
     ap.add_argument("--tracking", choices=("keyframe", "frame"), default="keyframe",
                     help="align each frame to a keyframe kept while it holds, or to the previous frame")  # fmt: skip
+    ap.add_argument("--projection", choices=("pair", "keyframe"), default="pair",
+                    help="encoder features: centre and project each pair's maps on the pair's statistics, or on "
+                    "the keyframe's, fitted once (faster; more drift on fr1/rpy: docs/pose.md)")  # fmt: skip
     ap.add_argument("--iterations", type=int, default=AlignOptions().iterations, help="LM iterations per level")
     ap.add_argument("--device", default="auto", help="auto | cuda | mps | cpu")
     return ap.parse_args(argv)
@@ -141,15 +144,15 @@ def load(a: argparse.Namespace, hw: tuple[int, int]) -> SequenceFrames:
 def options_for(hw: tuple[int, int], iterations: int = AlignOptions().iterations) -> AlignOptions:
     """The solver's settings for frames of `hw`: its defaults, `iterations` a level at most.
 
-    The points a level grow with the frame's area inside the solver (`solver.point_budget`:
-    at 480x640, 4 x 4096), so 480x640 keeps 240x320's density of points.
+    The finest level's points grow with the frame's area inside the solver
+    (`solver.point_budget`: at 480x640, 4 x 4096), so 480x640 keeps 240x320's density there.
     """
     del hw  # the solver scales the point budget from the frames themselves
     return AlignOptions(iterations=iterations)
 
 
 def track(frames: SequenceFrames, model: DepthNet | None, features: str, depth: str, options: AlignOptions,
-          device: torch.device, keyframes: bool = True) -> Odometry:  # fmt: skip
+          device: torch.device, keyframes: bool = True, projection: str = "pair") -> Odometry:  # fmt: skip
     """Tracks every frame against a keyframe (or its predecessor) and chains the poses, the first at the origin.
 
     Frame k is aligned to the current keyframe from the constant-velocity guess (the last
@@ -158,20 +161,27 @@ def track(frames: SequenceFrames, model: DepthNet | None, features: str, depth: 
     fails against it or keeps less than `KEYFRAME_MIN_VALID` of its points in view; then
     the previous frame becomes the keyframe and frame k is solved against it. Without,
     every frame is the next one's keyframe (frame-to-frame).
+
+    The keyframe's levels are prepared once (`prepare_target`) for intensities, and for
+    encoder features with `projection` "keyframe" (their centring and projection fitted on
+    the keyframe alone); with "pair" each encoder pair is projected on its own statistics.
     """
     start = time.perf_counter()
     n = len(frames)
     poses, converged, is_key = np.tile(np.eye(4), (n, 1, 1)), np.zeros(n - 1, bool), np.zeros(n, bool)
-    key = prev = _frame(frames, 0, model, features, depth, options, device)
-    key_k = 0
+    camera = frames.intrinsics
+    prepare = features != "encoder" or projection == "keyframe"
+    prev = _frame(frames, 0, model, features, depth, options, device)
+    key, key_k = _Key.of(prev, camera, options, prepare), 0
     eye = torch.eye(4, device=device)[None]  # (1, 4, 4)
     from_key, velocity = eye, eye  # T_prev_from_key, T_prev_from_prevprev
     for k in range(1, n):
         cur = _frame(frames, k, model, features, depth, options, device)
-        r = _solve(key, cur, frames.intrinsics, velocity @ from_key, from_key, options)
+        r = _solve(key, cur[0], camera, velocity @ from_key, from_key, options)
         if keyframes and key_k != k - 1 and not _holds(r):
-            key, key_k, from_key = prev, k - 1, eye  # the keyframe no longer serves: its successor takes over
-            r = _solve(key, cur, frames.intrinsics, velocity, eye, options)
+            # The keyframe no longer serves: its successor takes over.
+            key, key_k, from_key = _Key.of(prev, camera, options, prepare), k - 1, eye
+            r = _solve(key, cur[0], camera, velocity, eye, options)
         is_key[key_k] = True
         T = check_poses(r.T.double().cpu().numpy(), "motion")  # (1, 4, 4) T_k_from_key, projected onto SO(3)
         poses[k] = poses[key_k] @ np.linalg.inv(T[0])
@@ -181,16 +191,30 @@ def track(frames: SequenceFrames, model: DepthNet | None, features: str, depth: 
         velocity, from_key = Tt @ torch.linalg.inv(from_key), Tt
         prev = cur
         if not keyframes:
-            key, key_k, from_key = cur, k, eye
+            key, key_k, from_key = _Key.of(cur, camera, options, prepare), k, eye
     return Odometry(frames.times, poses, converged, time.perf_counter() - start, is_key)
 
 
-def _solve(key: tuple[Pyramid, torch.Tensor], cur: tuple[Pyramid, torch.Tensor], camera: Intrinsics,
-           guess: torch.Tensor, fallback: torch.Tensor, options: AlignOptions) -> AlignResult:  # fmt: skip
+@dataclass(frozen=True)
+class _Key:
+    """The frame others are aligned to: its pyramid and depth, and maybe its levels prepared once (`prepare_target`)."""
+
+    pyramid: Pyramid
+    depth: torch.Tensor  # (1, 1, h, w) metres
+    prepared: PreparedTarget | None  # None: each pair prepares the keyframe's levels itself
+
+    @staticmethod
+    def of(frame: tuple[Pyramid, torch.Tensor], camera: Intrinsics, options: AlignOptions, prepare: bool) -> _Key:
+        pyramid, depth = frame
+        return _Key(pyramid, depth, prepare_target(pyramid, depth, camera, options) if prepare else None)
+
+
+def _solve(key: _Key, cur: Pyramid, camera: Intrinsics, guess: torch.Tensor, fallback: torch.Tensor,
+           options: AlignOptions) -> AlignResult:  # fmt: skip
     """T_cur_from_key from `guess` (1, 4, 4), solved again from `fallback` when it does not converge."""
-    r = align(key[0], cur[0], key[1], camera, guess, options)
+    r = align(key.pyramid, cur, key.depth, camera, guess, options, key.prepared)
     if not bool(r.converged[0]):
-        r = better(r, align(key[0], cur[0], key[1], camera, fallback, options))
+        r = better(r, align(key.pyramid, cur, key.depth, camera, fallback, options, key.prepared))
     return r
 
 
@@ -250,7 +274,16 @@ def main(argv: list[str] | None = None) -> int:
         if len(frames) < 2:
             raise PipelineError(f"{a.sequence}: {len(frames)} frame(s); odometry needs at least two")
         options = options_for(hw, a.iterations)
-        odo = track(frames, model, a.features, a.depth, options, device, keyframes=a.tracking == "keyframe")
+        odo = track(
+            frames,
+            model,
+            a.features,
+            a.depth,
+            options,
+            device,
+            keyframes=a.tracking == "keyframe",
+            projection=a.projection,
+        )
         write_trajectory(a.out, odo.times, odo.poses)
     except PipelineError as e:
         log.error("%s", e)

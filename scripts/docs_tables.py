@@ -172,6 +172,23 @@ def pose_repro_cost_table(r: dict[str, Any]) -> str:
     )
 
 
+def groundtruth_timing_table(result: list[dict[str, Any]]) -> str:
+    """`benchmarks/groundtruth_timing.py`: a row per (ground truth's timing, method): success per gap, gap-4 errors."""
+    rows = []
+    for seq in result:
+        for how, methods in seq["scored_against"].items():
+            for method, gaps in methods.items():
+                row: dict[str, Any] = {"sequence": seq["sequence"], "scored against": how, "method": method}
+                row |= {f"success {g.replace('_', ' ')}": f"{v['success_pct']:.0f}%" for g, v in gaps.items()}
+                g4 = gaps.get("gap_4")
+                if g4:
+                    row["gap 4 median error"] = f"{g4['median_trans_mm']:.1f} mm, {g4['median_rot_deg']:.2f}°"
+                rows.append(row)
+    lags = "; ".join(f"{s['sequence']}: depth − RGB time median {s['depth_minus_rgb_ms']['median']} ms, "
+                     f"at most {s['depth_minus_rgb_ms']['max_abs']} ms apart" for s in result)  # fmt: skip
+    return f"{table(rows)}\n\n{lags}."
+
+
 ALIGN_METHODS = (  # (row label, the model's weight key or None for the term's, the variant in that model's scores)
     ("encoder trained with the term", None, "encoder_{depth}"),
     ("depth-only encoder", "0", "encoder_{depth}"),
@@ -227,6 +244,8 @@ def render_results(source: str, root: Path) -> str:
         body = align_training_table(result)
     elif doc["benchmark"] == "pose":
         body = pose_repro_cost_table(result) if section == "repro" else pose_benchmark_table(result)
+    elif doc["benchmark"] == "groundtruth_timing":
+        body = groundtruth_timing_table(result)
     elif isinstance(result, list):
         body = table(result)
     else:

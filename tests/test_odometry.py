@@ -174,3 +174,30 @@ def test_points_per_level_grow_with_the_working_size() -> None:
     budget = [point_budget(hw, options_for(hw)) for hw in [(96, 128), (240, 320), (480, 640)]]
     assert budget == [4096, 4096, 16384]  # scaled once, by the solver (not again by the CLI)
     assert options_for((240, 320), 7).iterations == 7
+
+
+def test_encoder_projection_per_pair_or_per_keyframe(setting, monkeypatch) -> None:
+    """--projection keyframe prepares each keyframe once (one preparation a keyframe), pair prepares none."""
+    import pipeline.odometry as odometry
+    from pipeline.model import load_model
+
+    _, seq, model_path = setting
+    model = load_model(model_path)[0]
+    frames = load_frames(read_sequence(seq), (96, 128), 5)
+    calls = []
+    real = odometry.prepare_target
+    monkeypatch.setattr(odometry, "prepare_target", lambda *a, **k: calls.append(1) or real(*a, **k))
+    runs = {}
+    for projection in ("pair", "keyframe"):
+        calls.clear()
+        runs[projection] = track(frames, model, "encoder", "sensor", AlignOptions(), torch.device("cpu"),
+                                 projection=projection)  # fmt: skip
+        assert len(calls) == (0 if projection == "pair" else int(runs[projection].keyframes.sum()))
+    m = frames.has_groundtruth
+    for o in runs.values():
+        ate = score_trajectory(frames.times[m], frames.poses[m], o.times, o.poses, gaps=())["ate"]["se3"]["rmse_m"]
+        still = score_trajectory(frames.times[m], frames.poses[m], o.times, np.tile(np.eye(4), (len(o.times), 1, 1)),
+                                 gaps=())["ate"]["se3"]["rmse_m"]  # fmt: skip
+        assert np.isfinite(o.poses).all() and ate < still, (ate, still)
+    with pytest.raises(SystemExit):
+        _args(["x", "--out", "y", "--projection", "pixel"])

@@ -23,7 +23,7 @@ the robust cost's cap (`pipeline.pose.robust.cost`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -45,6 +45,10 @@ class Level:
     f_src: torch.Tensor  # (B, C, h, w) the source map
     k: torch.Tensor  # (4,) level intrinsics
     border: float  # level pixels at the map's edge a source sample may not come from
+
+    def with_source(self, f_src: torch.Tensor) -> Level:
+        """This level against another source map (B, C, h, w): the target's terms are reused as they are."""
+        return replace(self, f_src=f_src)
 
     def take(self, idx: torch.Tensor) -> Level:
         """The pairs `idx` (B',) of this level (finished pairs leave the batch)."""

@@ -20,7 +20,7 @@ import torch
 
 from pipeline.camera import Intrinsics
 from pipeline.pose import cost, robust, se3, warp
-from pipeline.pose.features import Pyramid, project_pair
+from pipeline.pose.features import Projection, Pyramid, fit_projection, project_pair
 from pipeline.pose.serial import one_thread
 
 STATUS = ("converged", "not_finite", "few_valid", "high_residual", "iteration_cap", "damping_limit")
@@ -178,6 +178,60 @@ def _step(H: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor: 
     return torch.nan_to_num(xi, nan=0.0, posinf=0.0, neginf=0.0)
 
 
+@dataclass(frozen=True)
+class PreparedTarget:
+    """A batch of targets' levels prepared once, to align several sources against (`prepare_target`).
+
+    What a level holds fixed (points, target features, gradients, warp Jacobians) depends
+    on the target alone once its features do: a tracker aligns every frame to one keyframe,
+    so preparing the keyframe once saves that work for every frame it serves (and for the
+    retry from a second start). Intensities depend on the target alone as they are; encoder
+    levels are centred and projected with a `Projection` fitted on the target alone
+    (`fit_projection`) instead of the pair's (`project_pair`), and each source is mapped
+    with that same projection: one map for both frames, as the pair's own gives.
+    """
+
+    levels: tuple[cost.Level, ...]  # in the pyramid's strides order
+    projections: tuple[Projection | None, ...]  # per level: the encoder's (None: intensities)
+    target: Pyramid
+
+    def level(self, i: int, source: Pyramid) -> cost.Level:
+        """Level i against `source`'s map (projected as the target's was)."""
+        f_src, proj = source.levels[i], self.projections[i]
+        return self.levels[i].with_source(f_src if proj is None else proj.apply(f_src))
+
+
+@torch.no_grad()
+def prepare_target(
+    target: Pyramid, depth_tgt: torch.Tensor, camera: Intrinsics, options: AlignOptions | None = None
+) -> PreparedTarget:
+    """The target's levels for `align(..., prepared=)` (arguments as `align`).
+
+    Raises:
+        ValueError: the intrinsics or the depth do not fit the target's frames.
+    """
+    opts = options or AlignOptions()
+    _check_target(target, depth_tgt, camera)
+    depth = depth_tgt.to(target.levels[0].device)
+    levels, projections = [], []
+    for i, f in enumerate(target.levels):
+        proj = fit_projection([f], opts.channels) if target.kind == "encoder" else None
+        levels.append(_level(target, target, i, depth, camera, opts, proj))
+        projections.append(proj)
+    return PreparedTarget(tuple(levels), tuple(projections), target)
+
+
+def _check_target(target: Pyramid, depth_tgt: torch.Tensor, camera: Intrinsics) -> None:
+    """Raises ValueError when the intrinsics or the depth do not fit the target's frames."""
+    if (camera.height, camera.width) != target.image_hw:
+        raise ValueError(f"intrinsics are for {camera.height}x{camera.width}, the frames are {target.image_hw}")
+    B = target.levels[0].shape[0]
+    if depth_tgt.dim() != 4 or depth_tgt.shape[0] != B or tuple(depth_tgt.shape[-2:]) != target.image_hw:
+        raise ValueError(
+            f"depth_tgt is {tuple(depth_tgt.shape)}, expected ({B}, 1, {target.image_hw[0]}, {target.image_hw[1]})"
+        )
+
+
 @torch.no_grad()
 def align(
     target: Pyramid,
@@ -186,6 +240,7 @@ def align(
     camera: Intrinsics,
     init: torch.Tensor | None = None,
     options: AlignOptions | None = None,
+    prepared: PreparedTarget | None = None,
 ) -> AlignResult:
     """Estimates T_j_from_i for each (target i, source j) pair of the batch.
 
@@ -197,6 +252,8 @@ def align(
         init: (B, 4, 4) starting T_j_from_i (e.g. the previous pair's motion); identity if None
             (and for a pair whose init is not finite).
         options: solver settings (`AlignOptions()` if None).
+        prepared: `prepare_target(target, depth_tgt, camera, options)`, made once for
+            several sources (a tracker's keyframe); None prepares the target here.
 
     Returns:
         `AlignResult`, on the pyramids' device.
@@ -204,50 +261,63 @@ def align(
     opts = options or AlignOptions()
     if target.strides != source.strides or target.image_hw != source.image_hw or target.kind != source.kind:
         raise ValueError("target and source pyramids differ in kind, strides or frame size")
-    if (camera.height, camera.width) != target.image_hw:
-        raise ValueError(f"intrinsics are for {camera.height}x{camera.width}, the frames are {target.image_hw}")
+    if prepared is not None and prepared.target is not target:
+        raise ValueError("prepared was made for another target pyramid")
+    _check_target(target, depth_tgt, camera)
     f0 = target.levels[0]
     B, device = f0.shape[0], f0.device
-    if depth_tgt.dim() != 4 or depth_tgt.shape[0] != B or tuple(depth_tgt.shape[-2:]) != target.image_hw:
-        raise ValueError(
-            f"depth_tgt is {tuple(depth_tgt.shape)}, expected ({B}, 1, {target.image_hw[0]}, {target.image_hw[1]})"
-        )
     eye = torch.eye(4, device=device).expand(B, 4, 4)
     start = eye.clone() if init is None else init.to(device=device, dtype=torch.float32).clone()
     start = torch.where(torch.isfinite(start).flatten(1).all(1)[:, None, None], start, eye)  # a NaN init: identity
     T, iters = start, torch.zeros(B, dtype=torch.long, device=device)
     for i in reversed(range(len(target.strides))):  # coarse to fine
-        lv = _level(target, source, i, depth_tgt.to(device), camera, opts)
+        if prepared is not None:
+            lv = prepared.level(i, source)
+        else:
+            lv = _level(target, source, i, depth_tgt.to(device), camera, opts)
         T, reason, n, r, inview, sc, H, held = _solve_level(lv, T, opts)
         iters += n
     return _result(lv, T, start, reason, iters, r, inview, sc, H, held, opts)
 
 
-def _level(target: Pyramid, source: Pyramid, i: int, depth: torch.Tensor, camera: Intrinsics, opts) -> cost.Level:
-    """Level i's fixed terms: the pair-projected maps (encoder), depth at its pixel centres, its intrinsics."""
+def _level(target: Pyramid, source: Pyramid, i: int, depth: torch.Tensor, camera: Intrinsics, opts,
+           projection: Projection | None = None) -> cost.Level:  # fmt: skip
+    """Level i's fixed terms: the projected maps (encoder), depth at its pixel centres, its intrinsics.
+
+    Encoder maps are centred and projected with `projection`, or (None) the pair's own (`project_pair`).
+    """
     s, o = target.strides[i], target.offsets[i]
     f_tgt, f_src = target.levels[i], source.levels[i]
     border = 0
-    if target.kind == "encoder":  # learned features: pair-shared centring and projection, border margin
-        f_tgt, f_src = project_pair(f_tgt, f_src, opts.channels)
+    if target.kind == "encoder":  # learned features: shared centring and projection, border margin
+        if projection is None:
+            f_tgt, f_src = project_pair(f_tgt, f_src, opts.channels)
+        else:
+            f_tgt = projection.apply(f_tgt)
+            f_src = f_tgt if source is target else projection.apply(f_src)
         h, w = f_tgt.shape[-2:]
         border = min(opts.feature_border, max(0, (min(h, w) - 8) // 4))  # a tiny map keeps half its pixels
     k = warp.level_intrinsics(camera, s, depth.device, o)
     d = warp.sample_depth(depth, s, (int(f_tgt.shape[-2]), int(f_tgt.shape[-1])), o)
-    return cost.prepare(f_tgt, f_src, d, k, point_budget(target.image_hw, opts), border)
+    return cost.prepare(f_tgt, f_src, d, k, point_budget(target.image_hw, opts, finest=i == 0), border)
 
 
 REFERENCE_PIXELS = 240 * 320  # the frame size `max_points` is set for
 
 
-def point_budget(image_hw: tuple[int, int], opts: AlignOptions) -> int:
-    """Points per level for frames of `image_hw`: `max_points`, times the area beyond 240x320.
+def point_budget(image_hw: tuple[int, int], opts: AlignOptions, finest: bool = True) -> int:
+    """Points a level for frames of `image_hw`: `max_points`, the finest level's times the area beyond 240x320.
 
-    Why scale: a fixed budget keeps a shrinking share of a larger frame's pixels, only the
-    very strongest edges, and made 480x640 less accurate than 240x320 on real frames
-    (fr1_rpy dev, intensities + sensor: ATE 20.3 against 19.2 mm; 15.5 mm with the budget
-    scaled). Smaller frames keep `max_points` (fewer lost accuracy at 128x160).
+    Why scale the finest: a fixed budget keeps a shrinking share of a larger frame's pixels,
+    only the very strongest edges, and made 480x640 less accurate than 240x320 on real
+    frames (fr1_rpy dev, intensities + sensor: ATE 20.3 against 19.2 mm; 15.5 mm with the
+    budget scaled). Smaller frames keep `max_points` (fewer lost accuracy at 128x160).
+    Why not the coarser levels: they bring the pair into the finest level's basin, and the
+    finest sets the accuracy; at 480x640 scaling them too cost 1.4x the time for the same
+    ATE (fr1_rpy dev, all 394 frames, keyframe tracking: 17.9 against 18.8 mm).
     """
+    if not finest:
+        return opts.max_points
     return int(opts.max_points * max(1.0, image_hw[0] * image_hw[1] / REFERENCE_PIXELS))
 
 
