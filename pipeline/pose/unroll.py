@@ -19,8 +19,8 @@ in normalised image coordinates (x/z, y/z: resolution-free, ~ radians of view), 
 smoothly so a pair that diverged (e ~ 1) neither dominates nor wrecks the features
 (PixLoc caps its Barron loss for the same reason). `loss.align.error: points` charges the
 points' 3-D distance |T_l X - T_gt X| (metres) instead: measured on the demo, the depth-only
-encoder's failures were all translation (every rotation within 0.5 degrees, a quarter of
-the translations beyond 1 cm), which a 2-D error barely sees along the line of sight.
+encoder's failures were all translation (every rotation within 0.5 degrees, a quarter to
+a third of the translations beyond 1 cm), which a 2-D error barely sees along the line of sight.
 
 Against GN-Net's Gauss-Newton loss (one step from a wrong start must land on the truth,
 scored by the negative log-likelihood of the truth under the step's Gaussian): GN-Net
