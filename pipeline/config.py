@@ -139,6 +139,8 @@ class PathsParams(Section):
     run_id: Path
     """The MLflow run id train writes and evaluate and report reopen."""
     train_log: Path
+    train_metrics: Path
+    """The last epoch's alignment-term loss, `{"train": {"align_loss": x}}` (`{}` with the term off)."""
     metrics: Path
     per_image: Path
     per_scene_type: Path

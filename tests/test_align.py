@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -141,12 +142,15 @@ def test_weight_zero_is_todays_training_and_a_weight_trains_the_term(tmp_path: P
     assert_same_state(load_last(root_a)["model"], load_last(root_b)["model"])
     header = (root_a / "reports" / "train_log.tsv").read_text().splitlines()[0].split("\t")
     assert header == list(COLUMNS) and ALIGN_COLUMN not in a["final"]
+    assert json.loads((root_a / "reports" / "train_metrics.json").read_text()) == {}  # no dvc exp show column
     # On: the same depth batches, other weights, and the term's loss logged per epoch.
     c, root_c = _train(tmp_path / "c", ON)
     assert math.isfinite(c["final"][ALIGN_COLUMN]) and c["final"][ALIGN_COLUMN] > 0
     assert mlflow_key(ALIGN_COLUMN) == "train/align_loss"
     header = (root_c / "reports" / "train_log.tsv").read_text().splitlines()[0].split("\t")
     assert header[:3] == ["epoch", "train_loss", ALIGN_COLUMN]
+    shown = json.loads((root_c / "reports" / "train_metrics.json").read_text())  # dvc exp show: train.align_loss
+    assert shown == {"train": {"align_loss": pytest.approx(c["final"][ALIGN_COLUMN])}}
     state_a, state_c = load_last(root_a)["model"], load_last(root_c)["model"]
     assert any(not torch.equal(state_a[k], state_c[k]) for k in state_a)
 

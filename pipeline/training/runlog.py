@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from pipeline.io import write_text_atomic
+from pipeline.io import write_json_atomic, write_text_atomic
 from pipeline.metrics import METRIC_NAMES
 
 COLUMNS = ("epoch", "train_loss", "val_loss", *(f"val_{m}" for m in METRIC_NAMES), "lr", "images_per_s", "seconds")
@@ -43,3 +43,18 @@ def format_train_log(rows: list[dict[str, Any]]) -> str:
 def write_train_log(path: str | Path, rows: list[dict[str, Any]]) -> None:
     """Writes every epoch's row to `path` atomically."""
     write_text_atomic(path, format_train_log(rows))
+
+
+def train_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The train stage's DVC metrics: the last epoch's alignment-term loss, or {} when the term is off.
+
+    Only the term's loss: the depth losses are evaluate's metrics (metrics.json), and a
+    column that every experiment changes would crowd `dvc exp show --only-changed`.
+    """
+    last = rows[-1] if rows else {}
+    return {"train": {"align_loss": last[ALIGN_COLUMN]}} if ALIGN_COLUMN in last else {}
+
+
+def write_train_metrics(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Writes `train_metrics(rows)` to `path` atomically (JSON)."""
+    write_json_atomic(path, train_metrics(rows))

@@ -44,7 +44,7 @@ from pipeline.training.loop import NonFiniteLossError, Trainer, train_epoch, val
 from pipeline.training.optim import build_optimizer, build_scheduler
 from pipeline.training.placement import load_splits
 from pipeline.training.resume import RunState
-from pipeline.training.runlog import write_train_log
+from pipeline.training.runlog import write_train_log, write_train_metrics
 from pipeline.training.seeding import configure_determinism, reseed_epoch, seed_everything
 
 log = logging.getLogger(__name__)
@@ -336,6 +336,7 @@ def _finish_epoch(r: Run, row: dict[str, Any]) -> None:
         }
         _save_best(r, r.trainer.net)
     write_train_log(r.paths.train_log, state.history)
+    write_train_metrics(r.paths.train_metrics, state.history)
     ckpt = resume.checkpoint_state(r.trainer, state, r.params, r.fingerprint, r.gens)
     resume.save_checkpoint(r.paths.resume_checkpoint, ckpt)
     r.tracker.log_metrics(_metrics_of(row), step=state.epoch)
