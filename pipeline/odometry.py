@@ -12,7 +12,9 @@ is aligned to a keyframe (`--tracking keyframe`, the default: a keyframe serves 
 frame fails against it or sees less than 80 % of its points; docs/pose.md measures it
 against `--tracking frame`), starting from a constant-velocity guess; a solve that does not
 converge from there is solved again from the previous frame's pose and the result that
-explains more of the target kept (`better`). The trajectory is camera-to-world, the first
+explains more of the target kept (`better`). A keyframe's levels are prepared once for all
+the frames it serves (intensities; encoder features with `--projection keyframe`, which
+fits their projection on the keyframe: faster, more drift, docs/pose.md). The trajectory is camera-to-world, the first
 frame at the origin, written in TUM's format. With ground truth, ATE and RPE (evo's
 errors) are printed over the frames that have a ground-truth pose within 0.02 s (the
 nearest, as TUM's tools; docs/odometry-protocol.md), with their counts.
