@@ -38,8 +38,9 @@ from benchmarks.real_frames import _check_not_held_out  # noqa: E402
 from benchmarks.record import Recording, add_record_flag  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.model import load_model  # noqa: E402
-from pipeline.pose.estimate import Variant, estimate_group, pairs_for  # noqa: E402
-from pipeline.pose.frames import SequenceFrames, load_frames  # noqa: E402
+from pipeline.pose import se3, warp  # noqa: E402
+from pipeline.pose.estimate import Variant, estimate_group  # noqa: E402
+from pipeline.pose.frames import SequenceFrames, load_frames, pairs_for  # noqa: E402
 from pipeline.pose.scores import pair_rows, true_motion  # noqa: E402
 from pipeline.pose.solver import AlignOptions  # noqa: E402
 from pipeline.sequences.associate import pose_at  # noqa: E402
@@ -68,27 +69,22 @@ def _depth_at_rgb_time(frames: SequenceFrames, seq, folder: Path) -> np.ndarray:
     at either time keep their depth as it was.
     """
     times, poses = _groundtruth(folder)
-    k = frames.intrinsics
     n, h, w = frames.depth.shape
-    v, u = np.mgrid[0:h, 0:w]
+    k = warp.level_intrinsics(frames.intrinsics, 1, torch.device("cpu"))
     out = frames.depth.copy()
     for i, f in enumerate(seq.frames[:n]):
         at_d = pose_at(f.depth_time, times, poses, TOLERANCE_S, interpolate=True)
         at_c = pose_at(f.rgb_time, times, poses, TOLERANCE_S, interpolate=True)
         if at_d is None or at_c is None:
             continue
-        d = frames.depth[i]
-        ok = d > 0
-        z = d[ok]
-        X = np.stack([(u[ok] - k.cx) / k.fx * z, (v[ok] - k.cy) / k.fy * z, z])  # (3, m) depth camera
-        T = np.linalg.inv(at_c) @ at_d  # depth camera -> RGB camera
-        Y = T[:3, :3] @ X + T[:3, 3:]
-        front = Y[2] > 1e-3
-        uu = np.rint(k.fx * Y[0, front] / Y[2, front] + k.cx).astype(int)
-        vv = np.rint(k.fy * Y[1, front] / Y[2, front] + k.cy).astype(int)
-        inside = (uu >= 0) & (uu < w) & (vv >= 0) & (vv < h)
+        X, ok = warp.back_project(torch.from_numpy(frames.depth[i])[None, None], k)  # depth camera: (1, N, 3)
+        T = torch.from_numpy(np.linalg.inv(at_c) @ at_d).float()[None]  # depth camera -> RGB camera
+        Y = se3.transform(T, X[ok][None])  # (1, m, 3)
+        uv, front = warp.project(Y, k)
+        u, v = uv[0, :, 0].round().long().numpy(), uv[0, :, 1].round().long().numpy()
+        keep = front[0].numpy() & (u >= 0) & (u < w) & (v >= 0) & (v < h)
         zbuf = np.full(h * w, np.inf)
-        np.minimum.at(zbuf, vv[inside] * w + uu[inside], Y[2, front][inside])
+        np.minimum.at(zbuf, v[keep] * w + u[keep], Y[0, :, 2].numpy()[keep])  # the nearest surface wins
         out[i] = np.where(np.isfinite(zbuf), zbuf, 0).reshape(h, w).astype(np.float32)
     return out
 
