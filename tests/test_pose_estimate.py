@@ -8,8 +8,8 @@ import torch
 from pipeline.camera import NYU_KINECT
 from pipeline.pose import AlignOptions, align, extract
 from pipeline.pose import estimate as est
-from pipeline.pose.estimate import FrameCache, Variant, estimate_group, pairs_for
-from pipeline.pose.frames import SequenceFrames
+from pipeline.pose.estimate import FrameCache, Variant, estimate_group
+from pipeline.pose.frames import SequenceFrames, pairs_for
 from pipeline.pose.pairs import synthetic_pairs
 
 SIZE = (48, 64)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.pose.estimate import baseline, pairs_for
-from pipeline.pose.frames import load_frames
+from pipeline.pose.estimate import baseline
+from pipeline.pose.frames import load_frames, pairs_for
 from pipeline.pose.scores import MethodScores, collect, pair_rows, summary, true_motion
 from pipeline.sequences.layout import read_sequence
 from pipeline.trajectory.metrics import pair_errors

@@ -24,7 +24,7 @@ import torch
 
 from pipeline.model import DepthNet
 from pipeline.pose.features import Pyramid, extract
-from pipeline.pose.frames import SequenceFrames
+from pipeline.pose.frames import Pairs, SequenceFrames
 from pipeline.pose.solver import STATUS, AlignOptions, align
 from pipeline.trajectory.baselines import open3d_odometry
 
@@ -52,25 +52,6 @@ def variants(features: list[str], depths: list[str], control: bool) -> list[Vari
     if control:
         out.append(Variant("encoder", "sensor", "untrained"))
     return out
-
-
-@dataclass(frozen=True)
-class Pairs:
-    """The scored pairs of a sequence: (P,) target index i, source index j = i + gap, gap."""
-
-    target: np.ndarray
-    source: np.ndarray
-    gap: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.target)
-
-
-def pairs_for(n: int, gaps: list[int]) -> Pairs:
-    """Every (i, i + gap) inside n frames, for each gap (gaps longer than the sequence give none)."""
-    t = [np.arange(0, n - g) for g in gaps]
-    return Pairs(np.concatenate(t), np.concatenate([x + g for x, g in zip(t, gaps, strict=True)]),
-                 np.concatenate([np.full(len(x), g) for x, g in zip(t, gaps, strict=True)]))  # fmt: skip
 
 
 @dataclass(frozen=True)

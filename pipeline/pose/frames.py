@@ -74,6 +74,25 @@ class SequenceFrames:
         return torch.from_numpy(self.depth[index]).to(device)[:, None]
 
 
+@dataclass(frozen=True)
+class Pairs:
+    """The scored pairs of a sequence: (P,) target index i, source index j = i + gap, gap."""
+
+    target: np.ndarray
+    source: np.ndarray
+    gap: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+
+def pairs_for(n: int, gaps: list[int]) -> Pairs:
+    """Every (i, i + gap) inside n frames, for each gap (gaps longer than the sequence give none)."""
+    t = [np.arange(0, n - g) for g in gaps]
+    return Pairs(np.concatenate(t), np.concatenate([x + g for x, g in zip(t, gaps, strict=True)]),
+                 np.concatenate([np.full(len(x), g) for x, g in zip(t, gaps, strict=True)]))  # fmt: skip
+
+
 def load_frames(seq: Sequence, hw: tuple[int, int], max_frames: int) -> SequenceFrames:
     """Reads the first `max_frames` frames of `seq` (0 = all) at `hw` = (h, w).
 

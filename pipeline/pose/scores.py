@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.pose.estimate import Estimates, Pairs
-from pipeline.pose.frames import SequenceFrames
+from pipeline.pose.estimate import Estimates
+from pipeline.pose.frames import Pairs, SequenceFrames
 from pipeline.trajectory.metrics import pair_errors, score_pairs, score_trajectory
 from pipeline.trajectory.poses import chain, relative_motion
 

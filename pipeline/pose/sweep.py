@@ -19,8 +19,8 @@ import torch
 
 from pipeline.config import Params
 from pipeline.model import DepthNet
-from pipeline.pose.estimate import Estimates, Pairs, Variant, baseline, estimate_group, pairs_for
-from pipeline.pose.frames import SequenceFrames, load_frames
+from pipeline.pose.estimate import Estimates, Variant, baseline, estimate_group
+from pipeline.pose.frames import Pairs, SequenceFrames, load_frames, pairs_for
 from pipeline.pose.scores import MethodScores, collect, pair_rows, true_motion
 from pipeline.pose.solver import AlignOptions
 from pipeline.sequences.layout import read_sequence

@@ -24,7 +24,7 @@ from pipeline.config import AlignLossParams
 from pipeline.errors import PipelineError
 from pipeline.model.build import DepthNet
 from pipeline.pose.features import level_offsets
-from pipeline.pose.frames import load_frames
+from pipeline.pose.frames import load_frames, pairs_for
 from pipeline.pose.solver import AlignOptions
 from pipeline.pose.unroll import align_loss, encoder_pairs, perturb
 from pipeline.sequences.layout import list_sequences, read_sequence
@@ -71,11 +71,9 @@ def load_pairs(folder: Path, hw: tuple[int, int], gaps: list[int], device: torch
     for path in seqs:
         frames = load_frames(read_sequence(path), hw, 0)
         n, ok = len(frames), frames.has_groundtruth
-        # (i, i + gap) with both poses known, as the pose stage pairs frames (`estimate.pairs_for`, not
-        # imported: it would bring the stage's Open3D baselines into training's dependencies)
-        i = np.concatenate([np.arange(n - g) for g in gaps if g < n] or [np.zeros(0, int)])
-        j = np.concatenate([np.arange(g, n) for g in gaps if g < n] or [np.zeros(0, int)])
-        i, j = i[ok[i] & ok[j]], j[ok[i] & ok[j]]
+        pairs = pairs_for(n, gaps)  # (i, i + gap), as the pose stage pairs frames; both poses known
+        both = ok[pairs.target] & ok[pairs.source]
+        i, j = pairs.target[both], pairs.source[both]
         rgb.append(frames.rgb_tensor(np.arange(n), device))
         depth.append(frames.depth_tensor(np.arange(n), device))
         tgt.append(i + offset)
