@@ -8,7 +8,7 @@ import io
 import pytest
 import torch
 
-from pipeline.device import native_bf16
+from pipeline.device import _cpu_has_bf16, native_bf16
 
 
 def _cpuinfo(monkeypatch: pytest.MonkeyPatch, text: str | None) -> None:
@@ -23,6 +23,14 @@ def _cpuinfo(monkeypatch: pytest.MonkeyPatch, text: str | None) -> None:
         return io.StringIO(text)
 
     monkeypatch.setattr(builtins, "open", fake)
+    _cpu_has_bf16.cache_clear()  # read once a process: make this test's read the one
+
+
+@pytest.fixture(autouse=True)
+def _fresh_flags():
+    """Leaves no faked answer in native_bf16's cache for later tests."""
+    yield
+    _cpu_has_bf16.cache_clear()
 
 
 @pytest.mark.parametrize(
