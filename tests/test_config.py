@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import ParamsError, flatten, load_params, params_from_dict
@@ -60,6 +60,8 @@ WRONG_TYPES = st.one_of(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(key=st.sampled_from(LEAVES), value=WRONG_TYPES)
 def test_wrong_type_names_the_key(key, value):
+    # A list is the right type for a list-valued key (pose.gaps = [1] is valid): only wrong types count.
+    assume(not isinstance(flatten(RAW)[key], type(value)))
     with pytest.raises(ParamsError) as e:
         params_from_dict(_set(RAW, key, value))
     _assert_one_line_naming(e.value, key)
