@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from pipeline.pose import robust, se3, warp
+from pipeline.pose import geometric, robust, se3, warp
 
 
 @dataclass(frozen=True)
@@ -45,20 +45,27 @@ class Level:
     f_src: torch.Tensor  # (B, C, h, w) the source map
     k: torch.Tensor  # (4,) level intrinsics
     border: float  # level pixels at the map's edge a source sample may not come from
+    geo: geometric.Term | None = None  # the geometric (depth) term beside the photometric one, if used
 
-    def with_source(self, f_src: torch.Tensor) -> Level:
-        """This level against another source map (B, C, h, w): the target's terms are reused as they are."""
-        return replace(self, f_src=f_src)
+    def with_source(self, f_src: torch.Tensor, depth_src: torch.Tensor | None = None) -> Level:
+        """This level against another source map (B, C, h, w) (and level depth (B, 1, h, w) for the geometric term).
+
+        The target's terms are reused as they are.
+        """
+        geo = self.geo.with_source(depth_src) if self.geo is not None and depth_src is not None else self.geo
+        return replace(self, f_src=f_src, geo=geo)
 
     def take(self, idx: torch.Tensor) -> Level:
         """The pairs `idx` (B',) of this level (finished pairs leave the batch)."""
+        geo = None if self.geo is None else self.geo.take(idx)
         return Level(self.X[idx], self.points[idx], self.f_tgt[idx], self.gu[idx], self.gv[idx], self.du[idx],
-                     self.dv[idx], self.S[idx], self.f_src[idx], self.k, self.border)  # fmt: skip
+                     self.dv[idx], self.S[idx], self.f_src[idx], self.k, self.border, geo)  # fmt: skip
 
 
 def prepare(
-    f_tgt: torch.Tensor, f_src: torch.Tensor, depth: torch.Tensor, k: torch.Tensor, max_points: int, border: int
-) -> Level:
+    f_tgt: torch.Tensor, f_src: torch.Tensor, depth: torch.Tensor, k: torch.Tensor, max_points: int, border: int,
+    geo: geometric.Term | None = None,
+) -> Level:  # fmt: skip
     """Back-projects the target's level pixels, keeps the strongest, and precomputes their Jacobian terms.
 
     Args:
@@ -71,6 +78,7 @@ def prepare(
             DSO's and LSD-SLAM's semi-dense choice).
         border: level pixels at the edge neither a target point nor a source sample may use
             (CNN features there see the convolutions' zero padding; PixLoc keeps 4).
+        geo: the level's geometric term (`geometric.prepare`), or None: photometric only.
     """
     B, C, h, w = f_tgt.shape
     X, has_depth = warp.back_project(depth, k)  # (B, N, 3), (B, N)
@@ -85,7 +93,7 @@ def prepare(
     S = torch.stack([(gu * gu).sum(1), (gu * gv).sum(1), (gv * gv).sum(1)], dim=-1)  # (B, n, 3)
     Jw = warp.warp_jacobian(X, k)  # (B, n, 2, 6)
     du, dv = Jw[..., 0, :].contiguous(), Jw[..., 1, :].contiguous()  # (B, n, 6) each
-    return Level(X, usable, flat, gu, gv, du, dv, S, f_src, k, float(border))
+    return Level(X, usable, flat, gu, gv, du, dv, S, f_src, k, float(border), geo)
 
 
 def residual(lv: Level, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -139,7 +139,8 @@ def estimate_group(
             start = time.perf_counter()
             depth_all = predicted if v.depth == "predicted" else frames.depth
             depth_t = torch.from_numpy(depth_all[t]).to(device)[:, None]  # (b, 1, h, w) metres
-            out[v.name].put(pos, align(tgt, src, depth_t, frames.intrinsics, None, options))
+            depth_s = torch.from_numpy(depth_all[s]).to(device)[:, None] if options.depth_weight > 0 else None
+            out[v.name].put(pos, align(tgt, src, depth_t, frames.intrinsics, None, options, depth_src=depth_s))
             out[v.name].seconds += time.perf_counter() - start
     return {name: f.done(t_extract / len(group)) for name, f in out.items()}
 

@@ -28,6 +28,7 @@ class PairBatch:
     depth_tgt: torch.Tensor  # the sensor's: 0 at Kinect holes
     depth_tgt_filled: torch.Tensor  # the renderer's exact z-depth
     T: torch.Tensor
+    depth_src: torch.Tensor  # the source's sensor depth (the geometric term's)
 
 
 def _moved(rng: np.random.Generator, camera, translation_m: float, rotation_deg: float):
@@ -50,7 +51,7 @@ def synthetic_pairs(
     seeds: list[int], size: tuple[int, int] = (96, 128), translation_m: float = 0.03, rotation_deg: float = 2.0
 ) -> PairBatch:
     """Renders one pair per seed (room `seed`, camera and motion drawn from `seed`) at `size` (h, w)."""
-    out: list[list[np.ndarray]] = [[], [], [], [], []]
+    out: list[list[np.ndarray]] = [[], [], [], [], [], []]
     for seed in seeds:
         rng = np.random.default_rng(seed)
         scene = sample_scene(rng, seed)
@@ -58,13 +59,14 @@ def synthetic_pairs(
         cam2 = _moved(rng, cam, translation_m, rotation_deg)
         tgt, src = render_frame(scene, cam, size), render_frame(scene, cam2, size)
         motion = np.linalg.inv(camera_to_world(cam2)) @ camera_to_world(cam)
-        for lst, a in zip(out, (tgt[0], src[0], tgt[2], tgt[1], motion), strict=True):
+        for lst, a in zip(out, (tgt[0], src[0], tgt[2], tgt[1], motion, src[2]), strict=True):
             lst.append(a)
-    rgb_t, rgb_s, raw, depth, T = (torch.from_numpy(np.stack(a)) for a in out)
+    rgb_t, rgb_s, raw, depth, T, raw_s = (torch.from_numpy(np.stack(a)) for a in out)
     return PairBatch(
         rgb_tgt=rgb_t.permute(0, 3, 1, 2).float() / 255,  # (B, 3, H, W)
         rgb_src=rgb_s.permute(0, 3, 1, 2).float() / 255,
         depth_tgt=raw[:, None].float(),  # (B, 1, H, W)
         depth_tgt_filled=depth[:, None].float(),
         T=T.float(),
+        depth_src=raw_s[:, None].float(),
     )

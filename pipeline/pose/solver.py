@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from pipeline.camera import Intrinsics
-from pipeline.pose import cost, robust, se3, warp
+from pipeline.pose import cost, geometric, robust, se3, warp
 from pipeline.pose.features import Projection, Pyramid, fit_projection, project_pair
 from pipeline.pose.serial import one_thread
 
@@ -51,16 +51,21 @@ class AlignOptions:
     """Below this fraction of the finest level's points usable (depth, in view), a pair is flagged `few_valid`."""
     max_residual_ratio: float = 0.6
     """Flag a pair `high_residual` when its residual energy exceeds this fraction of the target features' variance."""
+    depth_weight: float = 0.0
+    """Weight of the geometric term (`pipeline.pose.geometric`: the source's measured inverse depth) against the
+    photometric one, each scaled by its own robust scale; 0: photometric only. Needs the source's depth."""
 
     def __post_init__(self) -> None:
         """Checks the ranges, naming the field."""
         bad = [
             f.name
             for f in fields(self)
-            if f.name not in ("strides", "feature_border") and not getattr(self, f.name) > 0
+            if f.name not in ("strides", "feature_border", "depth_weight") and not getattr(self, f.name) > 0
         ]
         if self.feature_border < 0:
             bad.append("feature_border (>= 0)")
+        if not self.depth_weight >= 0:
+            bad.append("depth_weight (>= 0)")
         if not self.strides or any(s < 1 or s & (s - 1) for s in self.strides):
             bad.append("strides (powers of two >= 1)")
         if bad:
@@ -95,6 +100,82 @@ class AlignResult:
     covariance: torch.Tensor
 
 
+@dataclass(frozen=True)
+class _Scales:
+    """A level's robust scales per pair (B,), and how the geometric term weighs against the photometric one.
+
+    `kappa` = depth_weight x (delta_photo / delta_depth)^2: with it each term's Huber cost
+    counts in units of its own scale (`rho(a e; a delta) = a^2 rho(e; delta)`), so the
+    weight is unitless. The cost is a mean per term, so the normal equations (sums) take
+    the geometric term times kappa x n_photo / n_depth (`kappa_sum`).
+    """
+
+    photo: robust.Scale
+    depth: robust.Scale | None = None
+    kappa: torch.Tensor | None = None  # (B,)
+    kappa_sum: torch.Tensor | None = None  # (B,)
+
+    def take(self, idx: torch.Tensor) -> _Scales:
+        if self.depth is None or self.kappa is None or self.kappa_sum is None:
+            return _Scales(robust.Scale(self.photo.delta[idx]))
+        return _Scales(robust.Scale(self.photo.delta[idx]), robust.Scale(self.depth.delta[idx]), self.kappa[idx],
+                       self.kappa_sum[idx])  # fmt: skip
+
+
+def _scales(lv: cost.Level, motion: torch.Tensor, opts: AlignOptions) -> _Scales:
+    """The level's scales from its residuals at `motion` (its start)."""
+    sc = cost.scale_at(lv, motion)
+    if lv.geo is None:
+        return _Scales(sc)
+    sz = geometric.scale_at(lv.geo, motion)
+    kappa = opts.depth_weight * (sc.delta / sz.delta) ** 2
+    ratio = lv.points.sum(1).clamp_min(1) / lv.geo.points.sum(1).clamp_min(1)
+    return _Scales(sc, sz, kappa, kappa * ratio)
+
+
+@dataclass(frozen=True)
+class _Eval:
+    """Both terms at one motion: photometric residuals (B, C, n), in view (B, n), norms (B, n); the geometric term's."""
+
+    r: torch.Tensor
+    inview: torch.Tensor
+    e: torch.Tensor
+    geo: geometric.Eval | None
+
+
+def _evaluate(lv: cost.Level, motion: torch.Tensor) -> _Eval:
+    r, inview = cost.residual(lv, motion)
+    return _Eval(r, inview, cost.norms(r), None if lv.geo is None else geometric.evaluate(lv.geo, motion))
+
+
+def _cost(lv: cost.Level, ev: _Eval, sc: _Scales, held: torch.Tensor) -> torch.Tensor:
+    """(B,) the mean robust cost; `held` (B, n [+ m]) holds each point's out-of-view charge, photometric first."""
+    n = ev.e.shape[1]
+    c = robust.cost(ev.e, ev.inview, lv.points, sc.photo, held[:, :n])
+    if ev.geo is None or lv.geo is None or sc.depth is None or sc.kappa is None:
+        return c
+    return c + sc.kappa * robust.cost(ev.geo.e, ev.geo.inview, lv.geo.points, sc.depth, held[:, n:])
+
+
+def _hold(ev: _Eval, sc: _Scales, held: torch.Tensor | None = None) -> torch.Tensor:
+    """`robust.hold` per term, concatenated over the points (B, n [+ m])."""
+    n = ev.e.shape[1]
+    h = robust.hold(ev.e, ev.inview, sc.photo, None if held is None else held[:, :n])
+    if ev.geo is None or sc.depth is None:
+        return h
+    hz = robust.hold(ev.geo.e, ev.geo.inview, sc.depth, None if held is None else held[:, n:])
+    return torch.cat([h, hz], dim=1)
+
+
+def _normal(lv: cost.Level, ev: _Eval, sc: _Scales) -> tuple[torch.Tensor, torch.Tensor]:
+    """J^T W J (B, 6, 6) and J^T W r (B, 6) of the whole cost."""
+    H, g = cost.normal_equations(lv, ev.r, robust.weight(ev.e, sc.photo) * ev.inview)
+    if ev.geo is None or sc.depth is None or sc.kappa_sum is None:
+        return H, g
+    Hz, gz = geometric.normal_equations(ev.geo, robust.weight(ev.geo.e, sc.depth) * ev.geo.inview)
+    return H + sc.kappa_sum[:, None, None] * Hz, g + sc.kappa_sum[:, None] * gz
+
+
 def _solve_level(lv: cost.Level, start: torch.Tensor, opts: AlignOptions) -> tuple:
     """LM on one level from `start` (B, 4, 4); a pair that stops is frozen, then leaves the batch.
 
@@ -106,15 +187,15 @@ def _solve_level(lv: cost.Level, start: torch.Tensor, opts: AlignOptions) -> tup
 
     Returns:
         T (B, 4, 4), stop reason (B,) (`_RUNNING` where the cap ended it), iterations (B,),
-        and at T: residuals (B, C, n), in-view mask (B, n), scale, J^T W J (B, 6, 6), held costs (B, n).
+        and at T: photometric residuals (B, C, n), in-view mask (B, n), photometric scale,
+        J^T W J (B, 6, 6), photometric held costs (B, n).
     """
     B, dev = start.shape[0], start.device
-    sc = cost.scale_at(lv, start)
-    r, inview = cost.residual(lv, start)
-    e = cost.norms(r)  # (B, n)
-    H, g = cost.normal_equations(lv, r, robust.weight(e, sc) * inview)
-    held = robust.hold(e, inview, sc)
-    c = robust.cost(e, inview, lv.points, sc, held)
+    sc = _scales(lv, start, opts)
+    ev = _evaluate(lv, start)
+    H, g = _normal(lv, ev, sc)
+    held = _hold(ev, sc)
+    c = _cost(lv, ev, sc, held)
     lam = torch.full((B,), opts.damping, device=dev)
     why = torch.full((B,), _RUNNING, dtype=torch.long, device=dev)
     out = [start.clone(), why.clone(), torch.zeros_like(why), H.clone(), held.clone()]  # T, reason, iters, H, held
@@ -123,14 +204,13 @@ def _solve_level(lv: cost.Level, start: torch.Tensor, opts: AlignOptions) -> tup
         run = why == _RUNNING  # (b,) frozen pairs take no step
         xi = _step(H, g, lam)  # (b, 6)
         T_new = T @ se3.exp(-xi)
-        r_new, in_new = cost.residual(sub, T_new)
-        e_new = cost.norms(r_new)
-        c_new = robust.cost(e_new, in_new, sub.points, sc_sub, held)
+        ev_new = _evaluate(sub, T_new)
+        c_new = _cost(sub, ev_new, sc_sub, held)
         ok = run & torch.isfinite(c_new) & (c_new < c)
         T = torch.where(ok[:, None, None], T_new, T)
-        held = torch.where(ok[:, None], robust.hold(e_new, in_new, sc_sub, held), held)
+        held = torch.where(ok[:, None], _hold(ev_new, sc_sub, held), held)
         if dev.type != "cpu" or bool(ok.any()):  # all rejected: H and g stand (a sync on CPU only)
-            H_new, g_new = cost.normal_equations(sub, r_new, robust.weight(e_new, sc_sub) * in_new)
+            H_new, g_new = _normal(sub, ev_new, sc_sub)
             H, g = torch.where(ok[:, None, None], H_new, H), torch.where(ok[:, None], g_new, g)
         gain, c = c - c_new, torch.where(ok, c_new, c)
         lam = torch.where(ok, lam / 10, torch.where(run, lam * 10, lam))
@@ -145,9 +225,9 @@ def _solve_level(lv: cost.Level, start: torch.Tensor, opts: AlignOptions) -> tup
                 live, T, H, g, c, lam, held, why, n = (x[going] for x in (live, T, H, g, c, lam, held, why, n))
                 if live.numel() == 0:
                     break
-                sub, sc_sub = lv.take(live), robust.Scale(sc.delta[live])
+                sub, sc_sub = lv.take(live), sc.take(live)
     r, inview = cost.residual(lv, out[0])
-    return out[0], out[1], out[2], r, inview, sc, out[3], out[4]
+    return out[0], out[1], out[2], r, inview, sc.photo, out[3], out[4][:, : r.shape[2]]
 
 
 _RUNNING, _SMALL_STEP, _DAMPED = 0, 1, 2  # why a pair's level ended (or not)
@@ -195,10 +275,14 @@ class PreparedTarget:
     projections: tuple[Projection | None, ...]  # per level: the encoder's (None: intensities)
     target: Pyramid
 
-    def level(self, i: int, source: Pyramid) -> cost.Level:
-        """Level i against `source`'s map (projected as the target's was)."""
+    def level(self, i: int, source: Pyramid, depth_src: torch.Tensor | None = None) -> cost.Level:
+        """Level i against `source`'s map (projected as the target's was) and depth (B, 1, H, W) if the term uses it."""
         f_src, proj = source.levels[i], self.projections[i]
-        return self.levels[i].with_source(f_src if proj is None else proj.apply(f_src))
+        lv = self.levels[i]
+        d_src = None
+        if lv.geo is not None and depth_src is not None:
+            d_src = _level_depth(depth_src.to(f_src.device), self.target, i, lv.f_src.shape[-2:])
+        return lv.with_source(f_src if proj is None else proj.apply(f_src), d_src)
 
 
 @torch.no_grad()
@@ -206,6 +290,9 @@ def prepare_target(
     target: Pyramid, depth_tgt: torch.Tensor, camera: Intrinsics, options: AlignOptions | None = None
 ) -> PreparedTarget:
     """The target's levels for `align(..., prepared=)` (arguments as `align`).
+
+    With `options.depth_weight` > 0 the geometric term's target points are prepared too;
+    each source's depth comes with `align(..., depth_src=)`.
 
     Raises:
         ValueError: the intrinsics or the depth do not fit the target's frames.
@@ -216,7 +303,7 @@ def prepare_target(
     levels, projections = [], []
     for i, f in enumerate(target.levels):
         proj = fit_projection([f], opts.channels) if target.kind == "encoder" else None
-        levels.append(_level(target, target, i, depth, camera, opts, proj))
+        levels.append(_level(target, target, i, depth, camera, opts, proj, geometric_term=opts.depth_weight > 0))
         projections.append(proj)
     return PreparedTarget(tuple(levels), tuple(projections), target)
 
@@ -241,6 +328,7 @@ def align(
     init: torch.Tensor | None = None,
     options: AlignOptions | None = None,
     prepared: PreparedTarget | None = None,
+    depth_src: torch.Tensor | None = None,
 ) -> AlignResult:
     """Estimates T_j_from_i for each (target i, source j) pair of the batch.
 
@@ -254,9 +342,14 @@ def align(
         options: solver settings (`AlignOptions()` if None).
         prepared: `prepare_target(target, depth_tgt, camera, options)`, made once for
             several sources (a tracker's keyframe); None prepares the target here.
+        depth_src: (B, 1, H, W) source z-depth in metres, for the geometric term
+            (`options.depth_weight` > 0; ignored at 0).
 
     Returns:
         `AlignResult`, on the pyramids' device.
+
+    Raises:
+        ValueError: mismatched pyramids, intrinsics or depth; `depth_weight` > 0 without `depth_src`.
     """
     opts = options or AlignOptions()
     if target.strides != source.strides or target.image_hw != source.image_hw or target.kind != source.kind:
@@ -264,6 +357,11 @@ def align(
     if prepared is not None and prepared.target is not target:
         raise ValueError("prepared was made for another target pyramid")
     _check_target(target, depth_tgt, camera)
+    geo = opts.depth_weight > 0
+    if geo and depth_src is None:
+        raise ValueError("options.depth_weight > 0 needs the source frames' depth: pass depth_src")
+    if geo and depth_src is not None and tuple(depth_src.shape) != tuple(depth_tgt.shape):
+        raise ValueError(f"depth_src is {tuple(depth_src.shape)}, expected {tuple(depth_tgt.shape)} as depth_tgt")
     f0 = target.levels[0]
     B, device = f0.shape[0], f0.device
     eye = torch.eye(4, device=device).expand(B, 4, 4)
@@ -272,19 +370,26 @@ def align(
     T, iters = start, torch.zeros(B, dtype=torch.long, device=device)
     for i in reversed(range(len(target.strides))):  # coarse to fine
         if prepared is not None:
-            lv = prepared.level(i, source)
+            lv = prepared.level(i, source, depth_src if geo else None)
+            if geo and lv.geo is None:
+                raise ValueError("prepared was made with depth_weight 0; prepare it with these options")
         else:
-            lv = _level(target, source, i, depth_tgt.to(device), camera, opts)
+            d_src = depth_src.to(device) if geo and depth_src is not None else None
+            lv = _level(target, source, i, depth_tgt.to(device), camera, opts, depth_src=d_src,
+                        geometric_term=geo)  # fmt: skip
         T, reason, n, r, inview, sc, H, held = _solve_level(lv, T, opts)
         iters += n
     return _result(lv, T, start, reason, iters, r, inview, sc, H, held, opts)
 
 
 def _level(target: Pyramid, source: Pyramid, i: int, depth: torch.Tensor, camera: Intrinsics, opts,
-           projection: Projection | None = None) -> cost.Level:  # fmt: skip
+           projection: Projection | None = None, depth_src: torch.Tensor | None = None,
+           geometric_term: bool = False) -> cost.Level:  # fmt: skip
     """Level i's fixed terms: the projected maps (encoder), depth at its pixel centres, its intrinsics.
 
-    Encoder maps are centred and projected with `projection`, or (None) the pair's own (`project_pair`).
+    Encoder maps are centred and projected with `projection`, or (None) the pair's own
+    (`project_pair`). With `geometric_term` the level carries the geometric term, against
+    `depth_src` (None: a prepared target's, without a source yet).
     """
     s, o = target.strides[i], target.offsets[i]
     f_tgt, f_src = target.levels[i], source.levels[i]
@@ -298,8 +403,19 @@ def _level(target: Pyramid, source: Pyramid, i: int, depth: torch.Tensor, camera
         h, w = f_tgt.shape[-2:]
         border = min(opts.feature_border, max(0, (min(h, w) - 8) // 4))  # a tiny map keeps half its pixels
     k = warp.level_intrinsics(camera, s, depth.device, o)
-    d = warp.sample_depth(depth, s, (int(f_tgt.shape[-2]), int(f_tgt.shape[-1])), o)
-    return cost.prepare(f_tgt, f_src, d, k, point_budget(target.image_hw, opts, finest=i == 0), border)
+    hw = (int(f_tgt.shape[-2]), int(f_tgt.shape[-1]))
+    d = warp.sample_depth(depth, s, hw, o)
+    budget = point_budget(target.image_hw, opts, finest=i == 0)
+    geo = None
+    if geometric_term:
+        d_src = None if depth_src is None else _level_depth(depth_src, target, i, hw)
+        geo = geometric.prepare(d, d_src, k, budget)
+    return cost.prepare(f_tgt, f_src, d, k, budget, border, geo)
+
+
+def _level_depth(depth: torch.Tensor, pyramid: Pyramid, i: int, hw) -> torch.Tensor:
+    """(B, 1, H, W) depth at level i's pixel centres (B, 1, h, w) (`warp.sample_depth`)."""
+    return warp.sample_depth(depth, pyramid.strides[i], (int(hw[0]), int(hw[1])), pyramid.offsets[i])
 
 
 REFERENCE_PIXELS = 240 * 320  # the frame size `max_points` is set for

@@ -1,0 +1,139 @@
+"""One pyramid level's geometric (depth) term: the source's measured inverse depth against the warped points'.
+
+Photometric alignment sees translation only through parallax, which a mostly rotating
+hand-held camera barely makes; the depth images see it directly. DVO-SLAM (Kerl et al.
+2013) and Open3D's hybrid RGB-D odometry add a depth residual beside the photometric one.
+Here, for a target point X moved by T (Y = T X, projected to u' = pi(Y) in the source),
+
+    r_z = rho_src(u') - 1 / Y_z,   rho = 1 / z,
+
+in inverse depth: a structured-light sensor measures disparity, whose noise is the same
+near and far, so one robust scale fits every point (a depth residual's noise grows as z^2).
+
+Its Jacobian is taken at the current motion (forward, not inverse-compositional: r_z
+depends on T directly, not only through a sampled map), for the right perturbation
+T exp(delta) the solver's update uses (T <- T exp(-xi)):
+
+    d r_z / d Y = rho_u (fx / z, 0, -fx x / z^2) + rho_v (0, fy / z, -fy y / z^2) + (0, 0, 1 / z^2)
+    d Y / d delta = R [I | -[X]_x]      ->      J = [b, X x b],   b = R^T (d r_z / d Y)
+
+so J^T W J and J^T W r_z are one (6 x m) @ (m x 6) product a pair and iteration, beside
+the photometric term's. The term has its own point set: target pixels with depth on a
+regular grid (flat, textureless surfaces constrain depth as well as any; the photometric
+points sit on intensity edges, often depth edges, where a depth sample is worthless),
+and its own robust scale, which makes it unitless against the photometric one
+(`pipeline.pose.solver` weighs the two).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.pose import robust, se3, warp
+
+VALID_SAMPLE = 0.999
+"""A bilinear sample of the source's inverse depth counts only when all four neighbours are valid."""
+
+
+@dataclass(frozen=True)
+class Term:
+    """What one level's geometric term holds fixed (B pairs, m points)."""
+
+    X: torch.Tensor  # (B, m, 3) target-frame points
+    points: torch.Tensor  # (B, m) the fixed set: target pixels with depth, on the grid
+    src: torch.Tensor  # (B, 4, h, w) the source's [rho, d rho / du, d rho / dv, valid]
+    k: torch.Tensor  # (4,) level intrinsics
+
+    def take(self, idx: torch.Tensor) -> Term:
+        """The pairs `idx` (B',) of this term."""
+        return Term(self.X[idx], self.points[idx], self.src[idx], self.k)
+
+    def with_source(self, depth_src: torch.Tensor) -> Term:
+        """This term against another source's (B, 1, h, w) level depth: the target's points are reused."""
+        return Term(self.X, self.points, source_map(depth_src), self.k)
+
+
+@dataclass(frozen=True)
+class Eval:
+    """The term at one motion: residuals r (B, m), in view (B, m), their norms |r| and the Jacobian (B, m, 6)."""
+
+    r: torch.Tensor
+    inview: torch.Tensor
+    e: torch.Tensor
+    J: torch.Tensor
+
+
+def source_map(depth: torch.Tensor) -> torch.Tensor:
+    """A source's (B, 1, h, w) level depth (`warp.sample_depth`, 0: none) -> (B, 4, h, w) [rho, rho_u, rho_v, valid].
+
+    Central differences of the inverse depth; a pixel is valid where it and its four
+    neighbours have depth and neither difference jumps by more than `warp.DEPTH_EDGE_RTOL`
+    of its own inverse depth (an occlusion edge has no gradient to follow).
+    """
+    has = depth > 0
+    rho = torch.where(has, 1.0 / depth.clamp_min(warp.MIN_Z), torch.zeros_like(depth))  # (B, 1, h, w)
+    gu = F.pad((rho[..., :, 2:] - rho[..., :, :-2]) / 2, (1, 1, 0, 0))
+    gv = F.pad((rho[..., 2:, :] - rho[..., :-2, :]) / 2, (0, 0, 1, 1))
+    near = F.pad(has.float(), (1, 1, 1, 1))  # neighbours beyond the map have no depth
+    around = near[..., 1:-1, :-2] * near[..., 1:-1, 2:] * near[..., :-2, 1:-1] * near[..., 2:, 1:-1]
+    smooth = (gu.abs() <= warp.DEPTH_EDGE_RTOL * rho) & (gv.abs() <= warp.DEPTH_EDGE_RTOL * rho)
+    valid = (has & (around > 0) & smooth).float()
+    return torch.cat([rho * valid, gu * valid, gv * valid, valid], dim=1)
+
+
+def prepare(depth_tgt: torch.Tensor, depth_src: torch.Tensor | None, k: torch.Tensor, max_points: int) -> Term:
+    """The term of one level: target points on a regular grid of its pixels with depth, and the source's map.
+
+    Args:
+        depth_tgt: (B, 1, h, w) target z-depth at the level's pixel centres (0: none).
+        depth_src: (B, 1, h, w) source z-depth at the same level's pixel centres; None: none
+            yet (a prepared target: `with_source` adds each source's).
+        k: (4,) level intrinsics.
+        max_points: points per pair at most: the grid's step is the smallest that keeps
+            no more pixels than this.
+    """
+    B, _, h, w = depth_tgt.shape
+    step = max(1, math.ceil(math.sqrt(h * w / max_points)))
+    grid = depth_tgt[..., step // 2 :: step, step // 2 :: step]  # (B, 1, h', w') a regular subsample
+    v, u = torch.meshgrid(
+        torch.arange(step // 2, h, step, device=k.device, dtype=torch.float32),
+        torch.arange(step // 2, w, step, device=k.device, dtype=torch.float32),
+        indexing="ij",
+    )
+    z = grid.reshape(B, -1)  # (B, m)
+    X = torch.stack([(u.reshape(1, -1) - k[2]) / k[0] * z, (v.reshape(1, -1) - k[3]) / k[1] * z, z], dim=-1)
+    src = source_map(depth_src) if depth_src is not None else depth_tgt.new_zeros(B, 4, h, w)
+    return Term(X, z > 0, src, k)
+
+
+def evaluate(term: Term, motion: torch.Tensor) -> Eval:
+    """Residuals, in-view mask and Jacobian (for T exp(delta)) at `motion` (B, 4, 4); 0 where not in view."""
+    Y = se3.transform(motion, term.X)  # (B, m, 3)
+    uv, front = warp.project(Y, term.k)
+    s, inside = warp.sample(term.src, uv, 1.0)  # (B, 4, m): central differences need a neighbour each side
+    inview = term.points & front & inside & (s[:, 3] > VALID_SAMPLE)
+    x, y, z = Y.unbind(-1)
+    iz = 1.0 / torch.where(front, z, torch.ones_like(z))
+    r = (s[:, 0] - iz) * inview  # (B, m)
+    fx, fy = term.k[0], term.k[1]
+    ru, rv = s[:, 1] * fx * iz, s[:, 2] * fy * iz  # d rho_src / d(x / z), d rho_src / d(y / z), scaled
+    a = torch.stack([ru, rv, (iz - ru * x - rv * y) * iz], dim=-1)  # (B, m, 3) d r / d Y
+    b = a @ motion[:, :3, :3]  # (B, m, 3): rows b^T = a^T R
+    J = torch.cat([b, torch.linalg.cross(term.X, b, dim=-1)], dim=-1) * inview[..., None]  # (B, m, 6)
+    return Eval(r, inview, r.abs(), J)
+
+
+def normal_equations(ev: Eval, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """J^T W J (B, 6, 6) and J^T W r (B, 6) from per-point weights (B, m)."""
+    wJ = weights[..., None] * ev.J  # (B, m, 6)
+    return ev.J.transpose(1, 2) @ wJ, (wJ * ev.r[..., None]).sum(1)
+
+
+def scale_at(term: Term, motion: torch.Tensor) -> robust.Scale:
+    """The term's robust scale from its residuals at `motion` (a level's start): Huber's 1.345 sigma."""
+    ev = evaluate(term, motion)
+    return robust.scale(ev.r[:, None], ev.e, ev.inview)
