@@ -22,9 +22,10 @@ also take each alone (`GAPS`: pure translation up to 20 cm, pure rotation up to 
 degrees), so the basin is measured against both; every gap is beyond the success
 threshold, so the identity itself never succeeds. `t_scale` is the median ratio of the
 estimated translation's component along the true one to the true one's length (1:
-unbiased; below 1: estimates shrink). Variants: `rgb`, `encoder-untrained`
+unbiased; below 1: estimates shrink). Variants: `rgb`, `rgb+geometric` (with the
+geometric term, `GEOMETRIC_WEIGHT`, against the source's sensor depth), `encoder-untrained`
 (the demo-sized U-Net at its seeded initial weights, `untrained_copy`), and with
-`--model` the trained `encoder` and its `untrained_copy`, and `rgb+predicted` and
+`--model` the trained `encoder`, its `untrained_copy`, `encoder+geometric`, and `rgb+predicted` and
 `encoder+predicted` with the model's depth instead of the sensor's.
 
 Readable lines, then the last line: one JSON object with every figure.
@@ -54,6 +55,7 @@ from pipeline.pose.se3 import pose_error  # noqa: E402
 
 SUCCESS_M, SUCCESS_DEG = 0.02, 1.0
 MODELS = {"tiny": (4, 2), "demo": (16, 4), "default": (32, 4)}  # (base_channels, depth)
+GEOMETRIC_WEIGHT = 1.0  # the `+geometric` variants: the depth term at this weight (pose.depth_weight)
 GAPS = [  # (metres, degrees): mixed, then translation alone, then rotation alone
     (0.03, 2.0), (0.06, 4.0), (0.10, 6.0), (0.15, 9.0), (0.25, 15.0),
     (0.05, 0.0), (0.10, 0.0), (0.20, 0.0),
@@ -130,11 +132,13 @@ def basin(variants: dict[str, tuple], n: int, size: tuple[int, int], opts: Align
     K = NYU_KINECT.scaled(size[1], size[0])
     for gap_m, gap_deg in GAPS:
         pairs = _on(synthetic_pairs(list(range(100, 100 + n)), size, gap_m, gap_deg), device)
-        for name, (model, kind, depth_net) in variants.items():
-            tgt, src = (extract(model, x, kind, opts.strides) for x in (pairs.rgb_tgt, pairs.rgb_src))
+        for name, (model, kind, depth_net, own) in variants.items():
+            o = own or opts
+            tgt, src = (extract(model, x, kind, o.strides) for x in (pairs.rgb_tgt, pairs.rgb_src))
             with torch.no_grad():
                 depth = pairs.depth_tgt if depth_net is None else depth_net(pairs.rgb_tgt)  # sensor or predicted
-            res = align(tgt, src, depth, K, None, opts)
+                depth_src = pairs.depth_src if depth_net is None else depth_net(pairs.rgb_src)
+            res = align(tgt, src, depth, K, None, o, depth_src=depth_src)
             t_err, r_err = (x.cpu() for x in pose_error(res.T, pairs.T))
             ok = (t_err < SUCCESS_M) & (r_err < SUCCESS_DEG)
             t_true, t_est = pairs.T[:, :3, 3].cpu(), res.T[:, :3, 3].cpu()
@@ -186,16 +190,19 @@ def main() -> None:
                 f"(align alone {row['align_pairs_per_s']:7.2f}/s; extraction {row['extract_ratio']:.0%} of the time; "
                 f"{row['mean_iterations']} iterations)"
             )
-    variants: dict[str, tuple] = {"rgb": (None, "rgb", None)}  # (features' model, kind, depth network or sensor)
+    # name -> (features' model, kind, depth network or None: the sensor's, options or None: the defaults)
+    geometric = dataclasses.replace(opts, depth_weight=GEOMETRIC_WEIGHT)
+    variants: dict[str, tuple] = {"rgb": (None, "rgb", None, None), "rgb+geometric": (None, "rgb", None, geometric)}
     if "demo" in models:
-        variants["encoder-untrained"] = (untrained_copy(models["demo"], seed=0), "encoder", None)
+        variants["encoder-untrained"] = (untrained_copy(models["demo"], seed=0), "encoder", None, None)
     if a.model is not None:
         trained, _ = load_model(a.model, map_location=device)
         trained.eval()
-        variants["encoder"] = (trained, "encoder", None)
-        variants["encoder-untrained"] = (untrained_copy(trained, seed=0), "encoder", None)
-        variants["rgb+predicted"] = (None, "rgb", trained)
-        variants["encoder+predicted"] = (trained, "encoder", trained)
+        variants["encoder"] = (trained, "encoder", None, None)
+        variants["encoder-untrained"] = (untrained_copy(trained, seed=0), "encoder", None, None)
+        variants["encoder+geometric"] = (trained, "encoder", None, geometric)
+        variants["rgb+predicted"] = (None, "rgb", trained, None)
+        variants["encoder+predicted"] = (trained, "encoder", trained, None)
     result = basin(variants, a.basin_pairs, _hw(a.basin_size), opts, device) if a.basin_pairs else {}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     rec.finish(

@@ -30,7 +30,7 @@ from benchmarks.record import Recording, add_record_flag  # noqa: E402
 from pipeline.model import load_model  # noqa: E402
 from pipeline.odometry import options_for, score, track  # noqa: E402
 from pipeline.pose.frames import SequenceFrames, load_frames  # noqa: E402
-from pipeline.pose.solver import point_budget  # noqa: E402
+from pipeline.pose.solver import AlignOptions, point_budget  # noqa: E402
 from pipeline.sequences.layout import list_sequences, read_sequence  # noqa: E402
 
 HELD_OUT_UNTIL = {"freiburg1_rpy": 1305031239.51}  # fr1/rpy: RGB frame 300 is at 1305031239.529662
@@ -42,9 +42,11 @@ def _check_not_held_out(frames: SequenceFrames) -> None:
             raise SystemExit(f"{frames.name}: holds fr1/rpy frames 0-299, held out for acceptance; use a dev copy")
 
 
-def _run(frames: SequenceFrames, features: str, keyframes: bool, model, device: torch.device) -> dict:
+def _run(frames: SequenceFrames, features: str, keyframes: bool, model, device: torch.device,
+         options: AlignOptions | None = None) -> dict:  # fmt: skip
+    """The CLI's tracking and scores on `frames`, with its options unless `options` are given."""
     h, w = frames.rgb.shape[1:3]
-    options = options_for((h, w))  # the CLI's; the solver scales the points a level with the pixels
+    options = options or options_for((h, w))  # the CLI's; the solver scales the points a level with the pixels
     odo = track(frames, model, features, "sensor", options, device, keyframes=keyframes)
     s = score(frames, odo)
     return {
@@ -54,6 +56,7 @@ def _run(frames: SequenceFrames, features: str, keyframes: bool, model, device: 
         "tracking": "keyframe" if keyframes else "frame-to-frame",
         "features": features,
         "points/level": point_budget((h, w), options),
+        "depth weight": options.depth_weight,
         "ATE SE(3) m": round(s["ate"]["se3"]["rmse_m"], 4),
         "RPE/frame mm": round(1000 * s["rpe"]["gap_1"]["trans_m"]["rmse"], 2),
         "RPE/frame °": round(s["rpe"]["gap_1"]["rot_deg"]["rmse"], 3),

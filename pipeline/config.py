@@ -405,6 +405,10 @@ class PoseParams(Section):
     """Frames of each sequence used, from its start; 0 = all (TUM's fr1/desk: 573)."""
     iterations: int
     """Cap on Levenberg-Marquardt iterations per pyramid level (LKVOLearner's 20)."""
+    depth_weight: float
+    """Weight of the geometric term (the source frame's depth against the warped points', each term in units of
+    its own robust scale; DVO-SLAM's and Open3D's hybrid cost) beside the photometric one; 0 = photometric only.
+    Applies to the variants with sensor depth (the network's predictions of two frames agree too little to help)."""
     batch_size: int
     """Pairs aligned at once (and frames per depth prediction)."""
     success_trans_m: float
@@ -423,6 +427,7 @@ class PoseParams(Section):
         yield "gaps", ok_gaps, "a non-empty list of distinct frame gaps >= 1"
         yield "max_frames", self.max_frames == 0 or self.max_frames >= 2, "0 (all) or an integer >= 2"
         yield "iterations", 1 <= self.iterations <= 1000, "an integer in 1..1000"
+        yield "depth_weight", 0 <= self.depth_weight <= 100, "a weight in [0, 100] (0: photometric only)"
         yield "batch_size", self.batch_size >= 1, "an integer >= 1"
         yield "success_trans_m", self.success_trans_m > 0, "metres > 0"
         yield "success_rot_deg", 0 < self.success_rot_deg <= 180, "degrees in (0, 180]"

@@ -49,6 +49,7 @@ from pipeline.trajectory.poses import check_poses
 log = logging.getLogger("pipeline")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_SIZE = (240, 320)  # without a model: NYU's 480x640 halved, the training default
+DEPTH_WEIGHT = 0.0  # the geometric term's default weight (docs/pose.md measures it)
 KEYFRAME_MIN_VALID = 0.8  # of a keyframe's points (AlignResult.valid_fraction) still in view and with depth
 
 
@@ -90,6 +91,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                     help="encoder features: centre and project each pair's maps on the pair's statistics, or on "
                     "the keyframe's, fitted once (faster; more drift on fr1/rpy: docs/pose.md)")  # fmt: skip
     ap.add_argument("--iterations", type=int, default=AlignOptions().iterations, help="LM iterations per level")
+    ap.add_argument("--depth-weight", type=float, default=DEPTH_WEIGHT,
+                    help="with --depth sensor, the geometric term's weight beside the photometric one: the "
+                    "current frame's depth against the keyframe's points moved (0: photometric only; "
+                    "docs/pose.md)")  # fmt: skip
     ap.add_argument("--device", default="auto", help="auto | cuda | mps | cpu")
     return ap.parse_args(argv)
 
@@ -114,6 +119,8 @@ def _check(a: argparse.Namespace) -> None:
         raise PipelineError(
             f"--features {a.features} --depth {a.depth} need the depth network: add --model models/model.pt"
         )
+    if not 0 <= a.depth_weight <= 100:
+        raise PipelineError(f"--depth-weight {a.depth_weight}: give a weight in [0, 100] (0: photometric only)")
     if a.model is not None and not a.model.is_file():
         raise PipelineError(f"{a.model}: no such model file; train one (`dvc repro train`) or fix --model")
 
@@ -143,14 +150,16 @@ def load(a: argparse.Namespace, hw: tuple[int, int]) -> SequenceFrames:
     return frames_from_images(images, Intrinsics(k[0], k[1], k[2], k[3], first.shape[1], first.shape[0]), hw, a.fps)
 
 
-def options_for(hw: tuple[int, int], iterations: int = AlignOptions().iterations) -> AlignOptions:
-    """The solver's settings for frames of `hw`: its defaults, `iterations` a level at most.
+def options_for(
+    hw: tuple[int, int], iterations: int = AlignOptions().iterations, depth_weight: float = DEPTH_WEIGHT
+) -> AlignOptions:
+    """The solver's settings for frames of `hw`: its defaults, `iterations` a level at most, this `depth_weight`.
 
     The finest level's points grow with the frame's area inside the solver
     (`solver.point_budget`: at 480x640, 4 x 4096), so 480x640 keeps 240x320's density there.
     """
     del hw  # the solver scales the point budget from the frames themselves
-    return AlignOptions(iterations=iterations)
+    return AlignOptions(iterations=iterations, depth_weight=depth_weight)
 
 
 def track(frames: SequenceFrames, model: DepthNet | None, features: str, depth: str, options: AlignOptions,
@@ -179,11 +188,11 @@ def track(frames: SequenceFrames, model: DepthNet | None, features: str, depth: 
     from_key, velocity = eye, eye  # T_prev_from_key, T_prev_from_prevprev
     for k in range(1, n):
         cur = _frame(frames, k, model, features, depth, options, device)
-        r = _solve(key, cur[0], camera, velocity @ from_key, from_key, options)
+        r = _solve(key, cur, camera, velocity @ from_key, from_key, options)
         if keyframes and key_k != k - 1 and not _holds(r):
             # The keyframe no longer serves: its successor takes over.
             key, key_k, from_key = _Key.of(prev, camera, options, prepare), k - 1, eye
-            r = _solve(key, cur[0], camera, velocity, eye, options)
+            r = _solve(key, cur, camera, velocity, eye, options)
         is_key[key_k] = True
         T = check_poses(r.T.double().cpu().numpy(), "motion")  # (1, 4, 4) T_k_from_key, projected onto SO(3)
         poses[k] = poses[key_k] @ np.linalg.inv(T[0])
@@ -211,12 +220,16 @@ class _Key:
         return _Key(pyramid, depth, prepare_target(pyramid, depth, camera, options) if prepare else None)
 
 
-def _solve(key: _Key, cur: Pyramid, camera: Intrinsics, guess: torch.Tensor, fallback: torch.Tensor,
-           options: AlignOptions) -> AlignResult:  # fmt: skip
-    """T_cur_from_key from `guess` (1, 4, 4), solved again from `fallback` when it does not converge."""
-    r = align(key.pyramid, cur, key.depth, camera, guess, options, key.prepared)
+def _solve(key: _Key, cur: tuple[Pyramid, torch.Tensor], camera: Intrinsics, guess: torch.Tensor,
+           fallback: torch.Tensor, options: AlignOptions) -> AlignResult:  # fmt: skip
+    """T_cur_from_key from `guess` (1, 4, 4), solved again from `fallback` when it does not converge.
+
+    `cur` is the frame's pyramid and depth (the geometric term's source depth, when it is on).
+    """
+    pyramid, depth = cur
+    r = align(key.pyramid, pyramid, key.depth, camera, guess, options, key.prepared, depth)
     if not bool(r.converged[0]):
-        r = better(r, align(key.pyramid, cur, key.depth, camera, fallback, options, key.prepared))
+        r = better(r, align(key.pyramid, pyramid, key.depth, camera, fallback, options, key.prepared, depth))
     return r
 
 
@@ -275,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         frames = load(a, hw)
         if len(frames) < 2:
             raise PipelineError(f"{a.sequence}: {len(frames)} frame(s); odometry needs at least two")
-        options = options_for(hw, a.iterations)
+        # the geometric term compares measured depths only (`estimate.variant_options` says why)
+        options = options_for(hw, a.iterations, a.depth_weight if a.depth == "sensor" else 0.0)
         odo = track(
             frames,
             model,

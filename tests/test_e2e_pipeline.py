@@ -83,7 +83,7 @@ def _commit_baseline(repo: Path, overrides: list[str]) -> str:
     return out
 
 
-def test_three_experiments_stay_comparable_in_dvc_and_mlflow(repo: Path):
+def test_three_experiments_stay_comparable_in_dvc_and_mlflow_and_an_eval_change_reruns_only_evaluation(repo: Path):
     # λ = 0.5 (the default) as the committed baseline with results, then λ = 0 and 1 as experiments.
     outs = {"baseline": _commit_baseline(repo, TINY_SET)}
     for name, lam in (("lam-zero", "0"), ("lam-one", "1")):
@@ -164,10 +164,8 @@ def test_three_experiments_stay_comparable_in_dvc_and_mlflow(repo: Path):
     assert "lam-one-gaps" in Path(client.download_artifacts(second.info.run_id, "report.md")).read_text()
     assert second.info.status == "FINISHED"
 
-
-def test_eval_param_change_reruns_only_evaluate_and_report(repo: Path):
-    run(["dvc", "exp", "run", *set_args(TINY_SET)], repo)
-    # Up to date but for `track`, which always runs (it completes the experiment's MLflow run).
+    # Evaluation-only params re-run evaluation and what reads it, nothing upstream. Up to date
+    # first but for `track`, which always runs (it completes the experiment's MLflow run).
     assert json.loads(run(["dvc", "status", "--json"], repo).stdout) == {"track": ["always changed"]}
     # gt and flip_tta change only what evaluation scores; eval.crop and the depth range
     # also pick the best epoch (validation scores the same region) and retrain.
@@ -177,7 +175,7 @@ def test_eval_param_change_reruns_only_evaluate_and_report(repo: Path):
     # reads the protocol from metrics.json), so only running evaluate shows it must re-run.
     out = run(["dvc", "repro"], repo).stdout
     assert "Running stage 'evaluate'" in out and "Running stage 'report'" in out, out
-    for stage in ("download", "preprocess", "train"):
+    for stage in ("download", "preprocess", "train", "pose_reference", "pose"):
         assert f"Running stage '{stage}'" not in out, out
     assert json.loads((repo / "reports" / "metrics.json").read_text())["protocol"]["gt"] == "filled"
 

@@ -9,6 +9,7 @@ import torch
 
 from pipeline.camera import NYU_KINECT
 from pipeline.pose import AlignOptions, align, extract, geometric, se3
+from pipeline.pose.estimate import Variant, variant_options
 from pipeline.pose.pairs import PairBatch, synthetic_pairs
 from pipeline.pose.se3 import pose_error
 from pipeline.pose.solver import prepare_target
@@ -97,10 +98,14 @@ def test_depth_alone_recovers_the_motion_of_a_textureless_scene(pairs: PairBatch
     assert (t_err < 0.01).all() and (r_err < 0.5).all(), (t_err, r_err)
 
 
-def test_textured_scenes_stay_as_accurate_with_the_term(pairs: PairBatch) -> None:
-    tgt = extract(None, pairs.rgb_tgt, "rgb", GEO.strides)
-    src = extract(None, pairs.rgb_src, "rgb", GEO.strides)
-    res = align(tgt, src, pairs.depth_tgt, K, options=GEO, depth_src=pairs.depth_src)
+@pytest.mark.parametrize("finest", [False, True])
+def test_the_term_sits_on_the_coarser_levels_unless_asked_for_at_the_finest(pairs: PairBatch, finest: bool) -> None:
+    opts = dataclasses.replace(GEO, depth_finest=finest)
+    tgt = extract(None, pairs.rgb_tgt, "rgb", opts.strides)
+    prepared = prepare_target(tgt, pairs.depth_tgt, K, opts)
+    assert [lv.geo is not None for lv in prepared.levels] == [finest, True, True, True]
+    src = extract(None, pairs.rgb_src, "rgb", opts.strides)
+    res = align(tgt, src, pairs.depth_tgt, K, options=opts, depth_src=pairs.depth_src)
     t_err, r_err = pose_error(res.T, pairs.T)
     assert (t_err < 0.016).all() and (r_err < 0.4).all() and res.converged.all(), (t_err, r_err)
 
@@ -126,6 +131,13 @@ def test_bad_use_is_refused(pairs: PairBatch) -> None:
     with pytest.raises(ValueError, match="depth_weight"):
         AlignOptions(depth_weight=-1.0)
     plain = prepare_target(tgt, pairs.depth_tgt, K)
-    with pytest.raises(ValueError, match="depth_weight 0"):
+    with pytest.raises(ValueError, match="other depth_weight"):
         align(tgt, tgt, pairs.depth_tgt, K, options=GEO, prepared=plain, depth_src=pairs.depth_src)
     assert dataclasses.replace(GEO, depth_weight=0.0) == AlignOptions()
+
+
+def test_only_sensor_depth_variants_use_the_term() -> None:
+    """Two frames' predicted depths agree too little for the term to help (docs/pose.md): they align photometrically."""
+    assert variant_options(GEO, Variant("rgb", "sensor")).depth_weight == 1.0
+    assert variant_options(GEO, Variant("encoder", "sensor", "untrained")).depth_weight == 1.0
+    assert variant_options(GEO, Variant("encoder", "predicted")).depth_weight == 0.0

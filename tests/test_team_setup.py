@@ -16,33 +16,59 @@ pytestmark = pytest.mark.slow
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def test_push_then_fresh_clone_pulls_and_has_nothing_to_do(tmp_path: Path):
+def test_a_lab_pushes_to_a_dvc_remote_logs_to_a_shared_mlflow_server_and_a_fresh_clone_has_nothing_to_do(
+    tmp_path: Path,
+):
+    """A lab's set-up (docs/team.md): DVC's cache on S3, one MLflow server; one pipeline run serves both checks."""
     repo = clone_project(tmp_path / "proj")
-    with s3_server(tmp_path) as endpoint:
-        env = project_env(repo, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db", **S3_ENV)
+    secret = "s3cr3t-pass-word"
+    with s3_server(tmp_path) as endpoint, mlflow_server(tmp_path) as url:
+        creds = {"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": secret, **S3_ENV}
+        env = project_env(repo, MLFLOW_TRACKING_URI=url, **creds)
         import boto3
 
         boto3.client("s3", endpoint_url=endpoint, **_boto_kwargs()).create_bucket(Bucket="lab-dvc")
         # The three commands a lab runs (docs/team.md), endpoint added for the local server.
         run(["dvc", "remote", "add", "-d", "storage", "s3://lab-dvc/nyu-depth"], repo, env)
         run(["dvc", "remote", "modify", "storage", "endpointurl", endpoint], repo, env)
-        run(["dvc", "exp", "run", *set_args(TINY_SET)], repo, env)
+        proc = run(["dvc", "exp", "run", "-n", "on-server", *set_args(TINY_SET)], repo, env)
+
+        # The run, its figures and its best model are on the server (artifacts proxied, model registered).
+        found = _rest(url, "experiments/search", {"max_results": 10})
+        exp = next(e for e in found["experiments"] if e["name"] == "nyu-depth-unet")
+        runs = _rest(url, "runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
+        named = [r for r in runs if r["info"]["run_name"] == "on-server"]
+        assert len(named) == 1, [r["info"]["run_name"] for r in runs]
+        data = named[0]["data"]
+        metrics = {m["key"] for m in data["metrics"]}
+        params = {p["key"]: p["value"] for p in data["params"]}
+        assert {"test/abs_rel", "test/delta1", "val/abs_rel"} <= metrics
+        assert params["loss.lambda"] == "0.5"
+        registered = _rest(url, "registered-models/get?name=nyu-depth-unet", None)["registered_model"]
+        (version,) = registered["latest_versions"]
+        assert version["run_id"] == named[0]["info"]["run_id"] and version["source"].startswith("models:/m-")
+
+        # Pushed, then a teammate's fresh clone pulls everything and has nothing to recompute.
         git(repo, "add", "-A")
         git(repo, "commit", "-qm", "tiny run")
         run(["dvc", "push"], repo, env)
-
         fresh = tmp_path / "fresh"
         git(tmp_path, "clone", "-q", str(repo), str(fresh))
-        env_fresh = project_env(fresh, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow2.db", **S3_ENV)
+        env_fresh = project_env(fresh, MLFLOW_TRACKING_URI=url, **creds)
         run(["dvc", "pull"], fresh, env_fresh)
-    assert (fresh / "models" / "model.pt").stat().st_size > 0
-    assert (fresh / "data" / "processed" / "test.h5").exists()
-    assert json.loads(run(["dvc", "status", "--json"], fresh, env_fresh).stdout) == {"track": ["always changed"]}
-    out = run(["dvc", "repro"], fresh, env_fresh).stdout
-    ran = [line for line in out.splitlines() if line.startswith("Running stage")]
-    assert ran == ["Running stage 'track':"], out  # only the always-run MLflow stage; nothing recomputed
-    shown = run(["dvc", "exp", "show", "--json"], fresh, env_fresh).stdout
-    assert '"abs_rel"' in shown and '"delta1"' in shown
+        assert (fresh / "models" / "model.pt").stat().st_size > 0
+        assert (fresh / "data" / "processed" / "test.h5").exists()
+        assert json.loads(run(["dvc", "status", "--json"], fresh, env_fresh).stdout) == {"track": ["always changed"]}
+        out = run(["dvc", "repro"], fresh, env_fresh).stdout
+        ran = [line for line in out.splitlines() if line.startswith("Running stage")]
+        assert ran == ["Running stage 'track':"], out  # only the always-run MLflow stage; nothing recomputed
+        shown = run(["dvc", "exp", "show", "--json"], fresh, env_fresh).stdout
+        assert '"abs_rel"' in shown and '"delta1"' in shown
+    # Credentials only ever come from the environment: never in params, tags, files or logs.
+    everything = json.dumps(named[0]) + proc.stdout + proc.stderr
+    for f in ["models/mlflow_run.json", "reports/metrics.json", "reports/report.html", "reports/report.md"]:
+        everything += (repo / f).read_text()
+    assert secret not in everything and "alice" not in json.dumps(data)
 
 
 def _boto_kwargs() -> dict[str, str]:
@@ -61,35 +87,6 @@ def _rest(url: str, path: str, body: dict | None) -> dict:
     )
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
-
-
-def test_pipeline_logs_to_a_shared_mlflow_server(tmp_path: Path):
-    repo = clone_project(tmp_path / "proj")
-    secret = "s3cr3t-pass-word"
-    with mlflow_server(tmp_path) as url:
-        env = project_env(
-            repo, MLFLOW_TRACKING_URI=url, MLFLOW_TRACKING_USERNAME="alice", MLFLOW_TRACKING_PASSWORD=secret
-        )
-        proc = run(["dvc", "exp", "run", "-n", "on-server", *set_args(TINY_SET)], repo, env)
-        found = _rest(url, "experiments/search", {"max_results": 10})
-        exp = next(e for e in found["experiments"] if e["name"] == "nyu-depth-unet")
-        runs = _rest(url, "runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
-        named = [r for r in runs if r["info"]["run_name"] == "on-server"]
-        assert len(named) == 1, [r["info"]["run_name"] for r in runs]
-        data = named[0]["data"]
-        metrics = {m["key"] for m in data["metrics"]}
-        params = {p["key"]: p["value"] for p in data["params"]}
-        assert {"test/abs_rel", "test/delta1", "val/abs_rel"} <= metrics
-        assert params["loss.lambda"] == "0.5"
-        # The best model went through the server too: logged (artifacts proxied) and registered.
-        registered = _rest(url, "registered-models/get?name=nyu-depth-unet", None)["registered_model"]
-        (version,) = registered["latest_versions"]
-        assert version["run_id"] == named[0]["info"]["run_id"] and version["source"].startswith("models:/m-")
-    # Credentials only ever come from the environment: never in params, tags, files or logs.
-    everything = json.dumps(named[0]) + proc.stdout + proc.stderr
-    for f in ["models/mlflow_run.json", "reports/metrics.json", "reports/report.html", "reports/report.md"]:
-        everything += (repo / f).read_text()
-    assert secret not in everything and "alice" not in json.dumps(data)
 
 
 def test_tracking_against_an_mlflow_server_on_postgresql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -14,6 +14,7 @@ variant before: 2 depths x 3 gaps x 2 frames = 12 passes a frame, now 1).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -139,10 +140,23 @@ def estimate_group(
             start = time.perf_counter()
             depth_all = predicted if v.depth == "predicted" else frames.depth
             depth_t = torch.from_numpy(depth_all[t]).to(device)[:, None]  # (b, 1, h, w) metres
-            depth_s = torch.from_numpy(depth_all[s]).to(device)[:, None] if options.depth_weight > 0 else None
-            out[v.name].put(pos, align(tgt, src, depth_t, frames.intrinsics, None, options, depth_src=depth_s))
+            opts = variant_options(options, v)
+            depth_s = torch.from_numpy(depth_all[s]).to(device)[:, None] if opts.depth_weight > 0 else None
+            out[v.name].put(pos, align(tgt, src, depth_t, frames.intrinsics, None, opts, depth_src=depth_s))
             out[v.name].seconds += time.perf_counter() - start
     return {name: f.done(t_extract / len(group)) for name, f in out.items()}
+
+
+def variant_options(options: AlignOptions, variant: Variant) -> AlignOptions:
+    """The solver's options for `variant`: the geometric term only where the depth is the sensor's.
+
+    The term compares the two frames' depths. Measured sensor depth agrees with itself;
+    the network's predictions of two frames do not agree well enough for it to help (with
+    the term on the demo model's predicted depth, synthetic success moved by a few points
+    either way: docs/pose.md, The geometric term), so predicted-depth variants align on
+    the photometric term alone.
+    """
+    return options if variant.depth == "sensor" else dataclasses.replace(options, depth_weight=0.0)
 
 
 def estimate(

@@ -54,13 +54,18 @@ class AlignOptions:
     depth_weight: float = 0.0
     """Weight of the geometric term (`pipeline.pose.geometric`: the source's measured inverse depth) against the
     photometric one, each scaled by its own robust scale; 0: photometric only. Needs the source's depth."""
+    depth_finest: bool = False
+    """The geometric term at the finest level too. Off: it widens the basin at the coarser levels, and the finest
+    aligns on the photometric term alone, because depth not taken with its colour image biases it there (TUM's
+    fr1/rpy: the associated depth frame is a median 13 ms, at most 20 ms, off; ~1 degree of its motion)."""
 
     def __post_init__(self) -> None:
         """Checks the ranges, naming the field."""
         bad = [
             f.name
             for f in fields(self)
-            if f.name not in ("strides", "feature_border", "depth_weight") and not getattr(self, f.name) > 0
+            if f.name not in ("strides", "feature_border", "depth_weight", "depth_finest")
+            and not getattr(self, f.name) > 0
         ]
         if self.feature_border < 0:
             bad.append("feature_border (>= 0)")
@@ -303,7 +308,7 @@ def prepare_target(
     levels, projections = [], []
     for i, f in enumerate(target.levels):
         proj = fit_projection([f], opts.channels) if target.kind == "encoder" else None
-        levels.append(_level(target, target, i, depth, camera, opts, proj, geometric_term=opts.depth_weight > 0))
+        levels.append(_level(target, target, i, depth, camera, opts, proj, geometric_term=_uses_depth(opts, i)))
         projections.append(proj)
     return PreparedTarget(tuple(levels), tuple(projections), target)
 
@@ -371,15 +376,20 @@ def align(
     for i in reversed(range(len(target.strides))):  # coarse to fine
         if prepared is not None:
             lv = prepared.level(i, source, depth_src if geo else None)
-            if geo and lv.geo is None:
-                raise ValueError("prepared was made with depth_weight 0; prepare it with these options")
+            if _uses_depth(opts, i) != (lv.geo is not None):
+                raise ValueError("prepared was made with other depth_weight or depth_finest; prepare it with these")
         else:
             d_src = depth_src.to(device) if geo and depth_src is not None else None
             lv = _level(target, source, i, depth_tgt.to(device), camera, opts, depth_src=d_src,
-                        geometric_term=geo)  # fmt: skip
+                        geometric_term=_uses_depth(opts, i))  # fmt: skip
         T, reason, n, r, inview, sc, H, held = _solve_level(lv, T, opts)
         iters += n
     return _result(lv, T, start, reason, iters, r, inview, sc, H, held, opts)
+
+
+def _uses_depth(opts: AlignOptions, i: int) -> bool:
+    """Whether level i (0: the finest) carries the geometric term."""
+    return opts.depth_weight > 0 and (i > 0 or opts.depth_finest)
 
 
 def _level(target: Pyramid, source: Pyramid, i: int, depth: torch.Tensor, camera: Intrinsics, opts,

@@ -51,7 +51,7 @@ def _estimates(methods: Sequence[Method], frames: SequenceFrames, pairs: Pairs, 
                depth: np.ndarray, params: Params, dev: torch.device) -> dict[str, Estimates]:  # fmt: skip
     """Every method's estimates; variants that share features and weights share one extraction of each frame."""
     out = {m: baseline(m, frames, pairs) for m in methods if isinstance(m, str)}
-    options = AlignOptions(iterations=params.pose.iterations)
+    options = AlignOptions(iterations=params.pose.iterations, depth_weight=params.pose.depth_weight)
     groups: dict[tuple[str, str], list[Variant]] = {}
     for v in (m for m in methods if isinstance(m, Variant)):
         groups.setdefault((v.features, v.weights), []).append(v)
