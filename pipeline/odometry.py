@@ -49,7 +49,7 @@ from pipeline.trajectory.poses import check_poses
 log = logging.getLogger("pipeline")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_SIZE = (240, 320)  # without a model: NYU's 480x640 halved, the training default
-DEPTH_WEIGHT = 0.0  # the geometric term's default weight (docs/pose.md measures it)
+DEPTH_WEIGHT = 1.0  # the geometric term's default weight (docs/pose.md: The geometric term)
 KEYFRAME_MIN_VALID = 0.8  # of a keyframe's points (AlignResult.valid_fraction) still in view and with depth
 
 

@@ -189,6 +189,26 @@ def groundtruth_timing_table(result: list[dict[str, Any]]) -> str:
     return f"{table(rows)}\n\n{lags}."
 
 
+def geometric_term_table(result: list[dict[str, Any]]) -> str:
+    """`benchmarks/geometric_term.py`: a row per (sequence, setting): success and rotation RMSE per gap, the CLI's."""
+    rows = []
+    for r in result:
+        setting = "off (photometric alone)" if r["depth_weight"] == 0 else (
+            f"weight {r['depth_weight']:g}, {'every level' if r['levels'] == 'all' else 'coarser levels'}")  # fmt: skip
+        row: dict[str, Any] = {"sequence": r["sequence"], "geometric term": setting}
+        row |= {f"success {g.replace('_', ' ')}": f"{v['success_pct']:.0f}%" for g, v in r["pairs"].items()}
+        row |= {f"rot RMSE {g.replace('_', ' ')}": f"{v['rot_rmse_deg']:.2f}°" for g, v in r["pairs"].items()
+                if g in ("gap_4", "gap_8")}  # fmt: skip
+        g8 = r["pairs"].get("gap_8")
+        if g8:
+            row["gap 8 median error"] = f"{g8['median_trans_mm']:.1f} mm, {g8['median_rot_deg']:.2f}°"
+        cli = r["cli"]
+        row |= {"CLI ATE m": cli["ATE SE(3) m"], "CLI RPE/frame": f"{cli['RPE/frame mm']} mm, {cli['RPE/frame °']}°",
+                "CLI frames/s": cli["frames/s"]}  # fmt: skip
+        rows.append(row)
+    return table(rows)
+
+
 ALIGN_METHODS = (  # (row label, the model's weight key or None for the term's, the variant in that model's scores)
     ("encoder trained with the term", None, "encoder_{depth}"),
     ("depth-only encoder", "0", "encoder_{depth}"),
@@ -246,6 +266,8 @@ def render_results(source: str, root: Path) -> str:
         body = pose_repro_cost_table(result) if section == "repro" else pose_benchmark_table(result)
     elif doc["benchmark"] == "groundtruth_timing":
         body = groundtruth_timing_table(result)
+    elif doc["benchmark"] == "geometric_term":
+        body = geometric_term_table(result)
     elif isinstance(result, list):
         body = table(result)
     else:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from pipeline.pose import robust, se3, warp
+from pipeline.pose import se3, warp
 
 VALID_SAMPLE = 0.999
 """A bilinear sample of the source's inverse depth counts only when all four neighbours are valid."""
@@ -131,9 +131,3 @@ def normal_equations(ev: Eval, weights: torch.Tensor) -> tuple[torch.Tensor, tor
     """J^T W J (B, 6, 6) and J^T W r (B, 6) from per-point weights (B, m)."""
     wJ = weights[..., None] * ev.J  # (B, m, 6)
     return ev.J.transpose(1, 2) @ wJ, (wJ * ev.r[..., None]).sum(1)
-
-
-def scale_at(term: Term, motion: torch.Tensor) -> robust.Scale:
-    """The term's robust scale from its residuals at `motion` (a level's start): Huber's 1.345 sigma."""
-    ev = evaluate(term, motion)
-    return robust.scale(ev.r[:, None], ev.e, ev.inview)

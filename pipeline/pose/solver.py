@@ -127,17 +127,6 @@ class _Scales:
                        self.kappa_sum[idx])  # fmt: skip
 
 
-def _scales(lv: cost.Level, motion: torch.Tensor, opts: AlignOptions) -> _Scales:
-    """The level's scales from its residuals at `motion` (its start)."""
-    sc = cost.scale_at(lv, motion)
-    if lv.geo is None:
-        return _Scales(sc)
-    sz = geometric.scale_at(lv.geo, motion)
-    kappa = opts.depth_weight * (sc.delta / sz.delta) ** 2
-    ratio = lv.points.sum(1).clamp_min(1) / lv.geo.points.sum(1).clamp_min(1)
-    return _Scales(sc, sz, kappa, kappa * ratio)
-
-
 @dataclass(frozen=True)
 class _Eval:
     """Both terms at one motion: photometric residuals (B, C, n), in view (B, n), norms (B, n); the geometric term's."""
@@ -146,6 +135,17 @@ class _Eval:
     inview: torch.Tensor
     e: torch.Tensor
     geo: geometric.Eval | None
+
+
+def _scales(lv: cost.Level, ev: _Eval, opts: AlignOptions) -> _Scales:
+    """The level's scales from its residuals `ev` at its start."""
+    sc = robust.scale(ev.r, ev.e, ev.inview)  # as cost.scale_at
+    if lv.geo is None or ev.geo is None:
+        return _Scales(sc)
+    sz = robust.scale(ev.geo.r[:, None], ev.geo.e, ev.geo.inview)  # one channel: Huber's 1.345 sigma
+    kappa = opts.depth_weight * (sc.delta / sz.delta) ** 2
+    ratio = lv.points.sum(1).clamp_min(1) / lv.geo.points.sum(1).clamp_min(1)
+    return _Scales(sc, sz, kappa, kappa * ratio)
 
 
 def _evaluate(lv: cost.Level, motion: torch.Tensor) -> _Eval:
@@ -196,8 +196,8 @@ def _solve_level(lv: cost.Level, start: torch.Tensor, opts: AlignOptions) -> tup
         J^T W J (B, 6, 6), photometric held costs (B, n).
     """
     B, dev = start.shape[0], start.device
-    sc = _scales(lv, start, opts)
     ev = _evaluate(lv, start)
+    sc = _scales(lv, ev, opts)
     H, g = _normal(lv, ev, sc)
     held = _hold(ev, sc)
     c = _cost(lv, ev, sc, held)
