@@ -14,6 +14,8 @@ passes after a warm-up (other load on a shared machine only ever slows a pass do
 
 `sequence_pairs_per_s` is the same with one frame extracted per pair, as in a sequence
 where each frame serves two pairs and is extracted once (`pipeline.pose.estimate`).
+`speed_geometric` repeats every speed row with the geometric term (`GEOMETRIC_WEIGHT`), as
+the sensor-depth variants align by default (`pose.depth_weight`).
 
 Basin: from the identity, the success rate against the motion between the frames, per
 variant, with the target's sensor depth; success = translation error < 2 cm and rotation
@@ -114,7 +116,9 @@ def speed(model: DepthNet | None, pairs: PairBatch, kind: str, opts: AlignOption
         return extract(model, pairs.rgb_tgt, kind, opts.strides), extract(model, pairs.rgb_src, kind, opts.strides)
 
     t_extract, (tgt, src) = _timed(both, device, repeats)  # type: ignore[misc]
-    t_align, res = _timed(lambda: align(tgt, src, pairs.depth_tgt, K, None, opts), device, repeats)
+    t_align, res = _timed(
+        lambda: align(tgt, src, pairs.depth_tgt, K, None, opts, depth_src=pairs.depth_src), device, repeats
+    )
     return {
         "extract_s": round(t_extract, 4),
         "align_s": round(t_align, 4),
@@ -178,18 +182,21 @@ def main() -> None:
         torch.manual_seed(0)
         c, d = MODELS[name]
         models[name] = build_model(dataclasses.replace(base, base_channels=c, depth=d)).to(device).eval()
-    rows = []
+    rows: list[dict] = []
+    rows_geometric: list[dict] = []  # the same with the geometric term (the sensor-depth variants' default)
+    geometric = dataclasses.replace(opts, depth_weight=GEOMETRIC_WEIGHT)
     for size in map(_hw, a.sizes):
         pairs = _on(synthetic_pairs(list(range(a.batch)), size), device)
         for name, model, kind in [("-", None, "rgb")] + [(n, m, "encoder") for n, m in models.items()]:
-            row = {"size": f"{size[0]}x{size[1]}", "features": kind, "model": name, "batch": a.batch}
-            row |= speed(model, pairs, kind, opts, device, a.repeats)
-            rows.append(row)
-            print(
-                f"speed {row['size']:>8} {kind:>7} {name:>7}: {row['pairs_per_s']:7.2f} pairs/s "
-                f"(align alone {row['align_pairs_per_s']:7.2f}/s; extraction {row['extract_ratio']:.0%} of the time; "
-                f"{row['mean_iterations']} iterations)"
-            )
+            for out, o, label in ((rows, opts, ""), (rows_geometric, geometric, " +geometric")):
+                row = {"size": f"{size[0]}x{size[1]}", "features": kind, "model": name, "batch": a.batch}
+                row |= speed(model, pairs, kind, o, device, a.repeats)
+                out.append(row)
+                print(
+                    f"speed {row['size']:>8} {kind:>7} {name:>7}{label}: {row['pairs_per_s']:7.2f} pairs/s "
+                    f"(align alone {row['align_pairs_per_s']:7.2f}/s; extraction {row['extract_ratio']:.0%} of the "
+                    f"time; {row['mean_iterations']} iterations)"
+                )
     # name -> (features' model, kind, depth network or None: the sensor's, options or None: the defaults)
     geometric = dataclasses.replace(opts, depth_weight=GEOMETRIC_WEIGHT)
     variants: dict[str, tuple] = {"rgb": (None, "rgb", None, None), "rgb+geometric": (None, "rgb", None, geometric)}
@@ -212,6 +219,7 @@ def main() -> None:
             "options": dataclasses.asdict(opts),
             "success": {"max_translation_m": SUCCESS_M, "max_rotation_deg": SUCCESS_DEG},
             "speed": rows,
+            "speed_geometric": rows_geometric,
             "basin": result,
         }
     )
