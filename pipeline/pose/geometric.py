@@ -98,16 +98,12 @@ def prepare(depth_tgt: torch.Tensor, depth_src: torch.Tensor | None, k: torch.Te
     """
     B, _, h, w = depth_tgt.shape
     step = max(1, math.ceil(math.sqrt(h * w / max_points)))
-    grid = depth_tgt[..., step // 2 :: step, step // 2 :: step]  # (B, 1, h', w') a regular subsample
-    v, u = torch.meshgrid(
-        torch.arange(step // 2, h, step, device=k.device, dtype=torch.float32),
-        torch.arange(step // 2, w, step, device=k.device, dtype=torch.float32),
-        indexing="ij",
-    )
-    z = grid.reshape(B, -1)  # (B, m)
-    X = torch.stack([(u.reshape(1, -1) - k[2]) / k[0] * z, (v.reshape(1, -1) - k[3]) / k[1] * z, z], dim=-1)
+    rows = torch.arange(step // 2, h, step, device=depth_tgt.device)
+    cols = torch.arange(step // 2, w, step, device=depth_tgt.device)
+    grid = (rows[:, None] * w + cols[None, :]).flatten()  # (m,) row-major pixel indices: a regular subsample
+    X, has = warp.back_project(depth_tgt, k)  # (B, h w, 3), (B, h w)
     src = source_map(depth_src) if depth_src is not None else depth_tgt.new_zeros(B, 4, h, w)
-    return Term(X, z > 0, src, k)
+    return Term(X[:, grid], has[:, grid], src, k)
 
 
 def evaluate(term: Term, motion: torch.Tensor) -> Eval:
@@ -120,7 +116,7 @@ def evaluate(term: Term, motion: torch.Tensor) -> Eval:
     iz = 1.0 / torch.where(front, z, torch.ones_like(z))
     r = (s[:, 0] - iz) * inview  # (B, m)
     fx, fy = term.k[0], term.k[1]
-    ru, rv = s[:, 1] * fx * iz, s[:, 2] * fy * iz  # d rho_src / d(x / z), d rho_src / d(y / z), scaled
+    ru, rv = s[:, 1] * fx * iz, s[:, 2] * fy * iz  # rho_u du/dx, rho_v dv/dy: d r / d Y's x and y entries
     a = torch.stack([ru, rv, (iz - ru * x - rv * y) * iz], dim=-1)  # (B, m, 3) d r / d Y
     b = a @ motion[:, :3, :3]  # (B, m, 3): rows b^T = a^T R
     J = torch.cat([b, torch.linalg.cross(term.X, b, dim=-1)], dim=-1) * inview[..., None]  # (B, m, 6)
