@@ -25,35 +25,18 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from benchmarks.groundtruth_timing import _rates  # noqa: E402
 from benchmarks.real_frames import _check_not_held_out, _run  # noqa: E402
 from benchmarks.record import Recording, add_record_flag  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.odometry import options_for  # noqa: E402
 from pipeline.pose.estimate import Variant, estimate_group  # noqa: E402
-from pipeline.pose.frames import SequenceFrames, load_frames, pairs_for  # noqa: E402
-from pipeline.pose.scores import pair_rows, true_motion  # noqa: E402
+from pipeline.pose.frames import load_frames, pairs_for  # noqa: E402
 from pipeline.sequences.layout import list_sequences, read_sequence  # noqa: E402
-
-
-def _per_gap(frames: SequenceFrames, pairs, est, thresholds: tuple[float, float]) -> dict:
-    """Success (%), median errors and rotation RMSE per gap, over the scored pairs."""
-    rows, success = pair_rows(frames, pairs, true_motion(frames, pairs), "rgb_sensor", est, thresholds)
-    out = {}
-    for g in sorted(set(pairs.gap.tolist())):
-        m = (pairs.gap == g) & rows["scored"].to_numpy()
-        rot, trans = rows["rot_err_deg"].to_numpy()[m], rows["trans_err_m"].to_numpy()[m]
-        out[f"gap_{g}"] = {
-            "success_pct": round(100 * float(success[m].mean()), 1),
-            "median_trans_mm": round(1000 * float(np.median(trans)), 2),
-            "median_rot_deg": round(float(np.median(rot)), 3),
-            "rot_rmse_deg": round(float(np.sqrt(np.mean(rot**2))), 3),
-        }
-    return out
 
 
 def main() -> None:
@@ -92,7 +75,8 @@ def main() -> None:
             row = {
                 "sequence": frames.name, "size": args.size, "depth_weight": weight,
                 "levels": "all" if finest or weight == 0 else "coarser",
-                "pairs": _per_gap(frames, pairs, est, thresholds), "pairs_per_s": round(len(pairs) / pairs_s, 1),
+                "pairs": _rates(frames, pairs, {"rgb_sensor": est}, thresholds)["rgb_sensor"],
+                "pairs_per_s": round(len(pairs) / pairs_s, 1),
                 "cli": {k: cli[k] for k in ("ATE SE(3) m", "RPE/frame mm", "RPE/frame °", "converged", "frames/s")},
             }  # fmt: skip
             cells = ", ".join(f"{g} {v['success_pct']:.0f}% ({v['median_trans_mm']:.1f} mm, {v['median_rot_deg']:.2f}"

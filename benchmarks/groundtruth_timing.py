@@ -90,7 +90,7 @@ def _depth_at_rgb_time(frames: SequenceFrames, seq, folder: Path) -> np.ndarray:
 
 
 def _rates(frames: SequenceFrames, pairs, estimates: dict, thresholds: tuple[float, float]) -> dict:
-    """Per method: success per gap (%) and the median rotation error per gap (degrees) against `frames`' poses."""
+    """Per method and gap, against `frames`' poses: success (%), median errors, rotation RMSE (degrees)."""
     gt = true_motion(frames, pairs)
     out = {}
     for name, est in estimates.items():
@@ -98,10 +98,12 @@ def _rates(frames: SequenceFrames, pairs, estimates: dict, thresholds: tuple[flo
         per_gap = {}
         for g in sorted(set(pairs.gap.tolist())):
             m = (pairs.gap == g) & rows["scored"].to_numpy()
+            rot, trans = rows["rot_err_deg"].to_numpy()[m], rows["trans_err_m"].to_numpy()[m]
             per_gap[f"gap_{g}"] = {
                 "success_pct": round(100 * float(success[m].mean()), 1),
-                "median_rot_deg": round(float(np.median(rows["rot_err_deg"].to_numpy()[m])), 3),
-                "median_trans_mm": round(1000 * float(np.median(rows["trans_err_m"].to_numpy()[m])), 2),
+                "median_rot_deg": round(float(np.median(rot)), 3),
+                "median_trans_mm": round(1000 * float(np.median(trans)), 2),
+                "rot_rmse_deg": round(float(np.sqrt(np.mean(rot**2))), 3),
             }
         out[name] = per_gap
     return out
