@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pipeline.camera import NYU_KINECT
-from pipeline.pose import AlignOptions, align, extract, geometric, se3
+from pipeline.pose import AlignOptions, align, extract, geometric, robust, se3
 from pipeline.pose.estimate import Variant, variant_options
 from pipeline.pose.pairs import PairBatch, synthetic_pairs
 from pipeline.pose.se3 import pose_error
@@ -141,3 +141,37 @@ def test_only_sensor_depth_variants_use_the_term() -> None:
     assert variant_options(GEO, Variant("rgb", "sensor")).depth_weight == 1.0
     assert variant_options(GEO, Variant("encoder", "sensor", "untrained")).depth_weight == 1.0
     assert variant_options(GEO, Variant("encoder", "predicted")).depth_weight == 0.0
+
+
+def test_vanishing_depth_residuals_do_not_let_the_term_swamp_the_photometric_one(pairs: PairBatch) -> None:
+    """Residuals that are all 0 at a level's start (quantised depth often repeats: here the same image twice).
+
+    Whitened by its own scale (~0 there) the term would outweigh the photometric one ~1e9
+    times; its scale is floored at `geometric.MIN_SCALE`, the depth quantisation's, instead.
+    """
+    from pipeline.pose import solver
+
+    tgt = extract(None, pairs.rgb_tgt, "rgb", GEO.strides)
+    src = extract(None, pairs.rgb_src, "rgb", GEO.strides)
+    prepared = prepare_target(tgt, pairs.depth_tgt, K, GEO)
+    lv = prepared.level(1, src, pairs.depth_tgt)
+    ev = solver._evaluate(lv, torch.eye(4).expand(3, 4, 4))
+    assert ev.geo is not None and ev.geo.inview.any() and ev.geo.r.abs().max() < 1e-5  # float rounding only
+    raw = robust.scale(ev.geo.r[:, None], ev.geo.e, ev.geo.inview).delta
+    assert (raw < geometric.MIN_SCALE).all()  # what the term's own scale would be: the floor is what holds it
+    sc = solver._scales(lv, ev, GEO)
+    assert sc.depth is not None and sc.kappa is not None
+    assert torch.equal(sc.depth.delta, torch.full_like(raw, geometric.MIN_SCALE))
+    assert torch.allclose(sc.kappa, GEO.depth_weight * (sc.photo.delta / geometric.MIN_SCALE) ** 2)
+
+
+def test_a_pair_given_one_depth_image_twice_aligns_photometrically(pairs: PairBatch) -> None:
+    """Two frames sharing a depth image (a dropped depth frame) say nothing of the motion: their term is off."""
+    tgt = extract(None, pairs.rgb_tgt[:1], "rgb", GEO.strides)
+    src = extract(None, pairs.rgb_src[:1], "rgb", GEO.strides)
+    depth = pairs.depth_tgt[:1]
+    shared = align(tgt, src, depth, K, options=GEO, depth_src=depth.clone())
+    plain = align(tgt, src, depth, K)
+    own = align(tgt, src, depth, K, options=GEO, depth_src=pairs.depth_src[:1])
+    assert torch.equal(shared.T, plain.T)  # the photometric solve, to the bit
+    assert not torch.equal(own.T, plain.T)  # where the images differ, the term is on

@@ -37,6 +37,15 @@ from pipeline.pose import se3, warp
 
 VALID_SAMPLE = 0.999
 """A bilinear sample of the source's inverse depth counts only when all four neighbours are valid."""
+INVERSE_DEPTH_STEP = 0.0029
+"""1/m: a Kinect reads depth in steps of constant inverse depth (its disparity's), measured on TUM's fr1 depth
+PNGs: 0.0028-0.0031 from 0.8 to 3.5 m (2 mm of depth at 0.8 m, 35 mm at 3.5 m)."""
+MIN_SCALE = 1.345 * INVERSE_DEPTH_STEP / math.sqrt(6)
+"""Floor of the term's Huber scale (~1.6e-3 1/m): Huber's 1.345 sigma of the difference of two readings each rounded
+to that step (sigma = step / sqrt(6)). Quantised readings of a slowly moving camera are often *equal* (30-60 % of
+the pixels of consecutive fr1/rpy depth frames), so at a level's start more than half the residuals can be exactly
+0: the scale from their median was then ~0, the term's weight (delta_photo / delta_depth)^2 ~1e9, and it pinned the
+pair to standing still. On fr1/rpy dev pairs 95 % of the level starts measure 2.7e-3 or more."""
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,7 @@ def _scales(lv: cost.Level, ev: _Eval, opts: AlignOptions) -> _Scales:
     if lv.geo is None or ev.geo is None:
         return _Scales(sc)
     sz = robust.scale(ev.geo.r[:, None], ev.geo.e, ev.geo.inview)  # one channel: Huber's 1.345 sigma
+    sz = robust.Scale(sz.delta.clamp_min(geometric.MIN_SCALE))
     kappa = opts.depth_weight * (sc.delta / sz.delta) ** 2
     ratio = lv.points.sum(1).clamp_min(1) / lv.geo.points.sum(1).clamp_min(1)
     return _Scales(sc, sz, kappa, kappa * ratio)
@@ -367,6 +368,8 @@ def align(
         raise ValueError("options.depth_weight > 0 needs the source frames' depth: pass depth_src")
     if geo and depth_src is not None and tuple(depth_src.shape) != tuple(depth_tgt.shape):
         raise ValueError(f"depth_src is {tuple(depth_src.shape)}, expected {tuple(depth_tgt.shape)} as depth_tgt")
+    if geo and depth_src is not None:
+        depth_src = _distinct_depth(depth_src, depth_tgt)
     f0 = target.levels[0]
     B, device = f0.shape[0], f0.device
     eye = torch.eye(4, device=device).expand(B, 4, 4)
@@ -385,6 +388,18 @@ def align(
         T, reason, n, r, inview, sc, H, held = _solve_level(lv, T, opts)
         iters += n
     return _result(lv, T, start, reason, iters, r, inview, sc, H, held, opts)
+
+
+def _distinct_depth(depth_src: torch.Tensor, depth_tgt: torch.Tensor) -> torch.Tensor:
+    """`depth_src` (B, 1, H, W), emptied (0: no depth, so no geometric term) for a pair given one image for both.
+
+    TUM's association gives an RGB frame the nearest depth frame, so where the sensor
+    dropped one, two frames share a depth image: its residuals are then 0 at the identity
+    whatever the motion, and the term would pull the pair toward standing still.
+    """
+    src = depth_src.to(depth_tgt.device)
+    same = (src == depth_tgt.to(src.dtype)).flatten(1).all(dim=1)  # (B,)
+    return torch.where(same[:, None, None, None], torch.zeros_like(src), src)
 
 
 def _uses_depth(opts: AlignOptions, i: int) -> bool:
