@@ -22,6 +22,15 @@ import numpy as np
 
 Fit = Literal["pad", "crop"]
 
+ASPECT_TOLERANCE = 0.02
+"""Aspect ratios further apart than this fraction squash what a frame resized to the other size shows (a 640x480
+frame at 240x320 is exact)."""
+
+
+def aspect_differs(hw: tuple[int, int], other: tuple[int, int]) -> bool:
+    """Whether an (h, w) frame resized to (h', w') `other` is squashed by more than `ASPECT_TOLERANCE`."""
+    return abs((hw[1] / hw[0]) / (other[1] / other[0]) - 1) > ASPECT_TOLERANCE
+
 
 @dataclass(frozen=True)
 class Intrinsics:

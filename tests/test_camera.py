@@ -57,3 +57,14 @@ def test_extreme_aspects_and_bad_input():
         framing((2, 50), (240, 320), "stretch")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="framing is for"):
         f.frame(rgb[:1])
+
+
+def test_aspect_differs_is_one_rule_for_the_pose_frames_and_the_report() -> None:
+    """640x480 at 240x320 is exact; TUM's frames at the NYU model's 240x320 are; a 16:9 frame is not."""
+    from pipeline.camera import ASPECT_TOLERANCE, aspect_differs
+
+    assert not aspect_differs((480, 640), (240, 320)) and not aspect_differs((96, 128), (240, 320))
+    assert aspect_differs((720, 1280), (240, 320)) and aspect_differs((240, 320), (720, 1280))
+    squeeze = 1 + 2 * ASPECT_TOLERANCE  # just beyond the tolerance either way
+    assert aspect_differs((100, round(100 * 4 / 3 * squeeze)), (300, 400))
+    assert not aspect_differs((1000, round(1000 * 4 / 3 * (1 + ASPECT_TOLERANCE / 2))), (300, 400))

@@ -16,14 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.camera import Intrinsics
+from pipeline.camera import Intrinsics, aspect_differs
 from pipeline.errors import PipelineError
 from pipeline.resample import resize_depth, resize_rgb
 from pipeline.sequences.layout import Sequence, load_depth, load_rgb
 
 log = logging.getLogger(__name__)
-
-ASPECT_TOLERANCE = 0.02  # a 640x480 frame at 240x320 is exact; more than 2 % off squashes what the network sees
 
 
 @dataclass(frozen=True)
@@ -102,7 +100,7 @@ def load_frames(seq: Sequence, hw: tuple[int, int], max_frames: int) -> Sequence
     frames = seq.frames[:max_frames] if max_frames else seq.frames
     h, w = hw
     k = seq.intrinsics
-    if abs((k.width / k.height) / (w / h) - 1) > ASPECT_TOLERANCE:
+    if aspect_differs((k.height, k.width), (h, w)):
         log.warning("%s: frames are %dx%d, the estimator works at %dx%d: the network sees them squashed",
                     seq.name, k.width, k.height, w, h)  # fmt: skip
     rgb = np.stack([resize_rgb(read_rgb(f.rgb_path), h, w) for f in frames])  # (N, h, w, 3)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from pipeline.camera import aspect_differs
 from pipeline.report.inputs import PoseInputs
 from pipeline.report.markup import Block, FigureRef, Heading, Paragraph
 from pipeline.report.tables import MISSING, Table, fmt
@@ -48,7 +49,7 @@ def _describe(name: str, m: dict[str, Any]) -> str:
 def _squashed(metrics: dict[str, Any]) -> str | None:
     """A sentence when a sequence's frames have another aspect ratio than the estimator's resolution."""
     h, w = metrics["resolution"]
-    odd = {seq: hw for seq, hw in (metrics.get("native_size") or {}).items() if abs(hw[1] / hw[0] / (w / h) - 1) > 0.02}
+    odd = {seq: hw for seq, hw in (metrics.get("native_size") or {}).items() if aspect_differs(tuple(hw), (h, w))}
     if not odd:
         return None
     seq, (nh, nw) = next(iter(odd.items()))
