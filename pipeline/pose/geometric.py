@@ -17,7 +17,7 @@ T exp(delta) the solver's update uses (T <- T exp(-xi)):
     d r_z / d Y = rho_u (fx / z, 0, -fx x / z^2) + rho_v (0, fy / z, -fy y / z^2) + (0, 0, 1 / z^2)
     d Y / d delta = R [I | -[X]_x]      ->      J = [b, X x b],   b = R^T (d r_z / d Y)
 
-so J^T W J and J^T W r_z are one (6 x m) @ (m x 6) product a pair and iteration, beside
+so J^T W J and J^T W r_z are one (6 x m) @ (m x 6) product a pair and kept step, beside
 the photometric term's. The term has its own point set: target pixels with depth on a
 regular grid (flat, textureless surfaces constrain depth as well as any; the photometric
 points sit on intensity edges, often depth edges, where a depth sample is worthless),
@@ -68,12 +68,17 @@ class Term:
 
 @dataclass(frozen=True)
 class Eval:
-    """The term at one motion: residuals r (B, m), in view (B, m), their norms |r| and the Jacobian (B, m, 6)."""
+    """The term at one motion: residuals r (B, m), in view (B, m), their norms |r|, and what `jacobian` needs.
+
+    The Jacobian itself is built only for the normal equations of a step the solver keeps
+    (`jacobian`), not for every step it tries.
+    """
 
     r: torch.Tensor
     inview: torch.Tensor
     e: torch.Tensor
-    J: torch.Tensor
+    grad: torch.Tensor  # (B, m, 3) d r / d Y at the moved points, 0 where not in view
+    R: torch.Tensor  # (B, 3, 3) the motion's rotation
 
 
 def source_map(depth: torch.Tensor) -> torch.Tensor:
@@ -116,7 +121,7 @@ def prepare(depth_tgt: torch.Tensor, depth_src: torch.Tensor | None, k: torch.Te
 
 
 def evaluate(term: Term, motion: torch.Tensor) -> Eval:
-    """Residuals, in-view mask and Jacobian (for T exp(delta)) at `motion` (B, 4, 4); 0 where not in view."""
+    """Residuals and in-view mask at `motion` (B, 4, 4), 0 where not in view, and the Jacobian's factors."""
     Y = se3.transform(motion, term.X)  # (B, m, 3)
     uv, front = warp.project(Y, term.k)
     s, inside = warp.sample(term.src, uv, 1.0)  # (B, 4, m): central differences need a neighbour each side
@@ -126,13 +131,18 @@ def evaluate(term: Term, motion: torch.Tensor) -> Eval:
     r = (s[:, 0] - iz) * inview  # (B, m)
     fx, fy = term.k[0], term.k[1]
     ru, rv = s[:, 1] * fx * iz, s[:, 2] * fy * iz  # rho_u du/dx, rho_v dv/dy: d r / d Y's x and y entries
-    a = torch.stack([ru, rv, (iz - ru * x - rv * y) * iz], dim=-1)  # (B, m, 3) d r / d Y
-    b = a @ motion[:, :3, :3]  # (B, m, 3): rows b^T = a^T R
-    J = torch.cat([b, torch.linalg.cross(term.X, b, dim=-1)], dim=-1) * inview[..., None]  # (B, m, 6)
-    return Eval(r, inview, r.abs(), J)
+    a = torch.stack([ru, rv, (iz - ru * x - rv * y) * iz], dim=-1) * inview[..., None]  # (B, m, 3) d r / d Y
+    return Eval(r, inview, r.abs(), a, motion[:, :3, :3])
 
 
-def normal_equations(ev: Eval, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def jacobian(term: Term, ev: Eval) -> torch.Tensor:
+    """The Jacobian d r / d delta (T exp(delta)) at `ev`'s motion: (B, m, 6), [b, X x b], b = R^T d r / d Y."""
+    b = ev.grad @ ev.R  # (B, m, 3): rows b^T = a^T R
+    return torch.cat([b, torch.linalg.cross(term.X, b, dim=-1)], dim=-1)
+
+
+def normal_equations(term: Term, ev: Eval, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """J^T W J (B, 6, 6) and J^T W r (B, 6) from per-point weights (B, m)."""
-    wJ = weights[..., None] * ev.J  # (B, m, 6)
-    return ev.J.transpose(1, 2) @ wJ, (wJ * ev.r[..., None]).sum(1)
+    J = jacobian(term, ev)
+    wJ = weights[..., None] * J  # (B, m, 6)
+    return J.transpose(1, 2) @ wJ, (wJ * ev.r[..., None]).sum(1)

@@ -176,9 +176,9 @@ def _hold(ev: _Eval, sc: _Scales, held: torch.Tensor | None = None) -> torch.Ten
 def _normal(lv: cost.Level, ev: _Eval, sc: _Scales) -> tuple[torch.Tensor, torch.Tensor]:
     """J^T W J (B, 6, 6) and J^T W r (B, 6) of the whole cost."""
     H, g = cost.normal_equations(lv, ev.r, robust.weight(ev.e, sc.photo) * ev.inview)
-    if ev.geo is None or sc.depth is None or sc.kappa_sum is None:
+    if lv.geo is None or ev.geo is None or sc.depth is None or sc.kappa_sum is None:
         return H, g
-    Hz, gz = geometric.normal_equations(ev.geo, robust.weight(ev.geo.e, sc.depth) * ev.geo.inview)
+    Hz, gz = geometric.normal_equations(lv.geo, ev.geo, robust.weight(ev.geo.e, sc.depth) * ev.geo.inview)
     return H + sc.kappa_sum[:, None, None] * Hz, g + sc.kappa_sum[:, None] * gz
 
 
@@ -429,7 +429,7 @@ def _level(target: Pyramid, source: Pyramid, i: int, depth: torch.Tensor, camera
         border = min(opts.feature_border, max(0, (min(h, w) - 8) // 4))  # a tiny map keeps half its pixels
     k = warp.level_intrinsics(camera, s, depth.device, o)
     hw = (int(f_tgt.shape[-2]), int(f_tgt.shape[-1]))
-    d = warp.sample_depth(depth, s, hw, o)
+    d = _level_depth(depth, target, i, hw)
     budget = point_budget(target.image_hw, opts, finest=i == 0)
     geo = None
     if geometric_term:
